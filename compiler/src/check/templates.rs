@@ -1,0 +1,404 @@
+//! Template and condition checks: syntax, and the variables each site can see (`templates-and-expressions.md` §A.4, Part B).
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::expr;
+use crate::source::{SourceMap, Span};
+use crate::yaml::{Node, Style, Value};
+use minijinja::Environment;
+use std::collections::BTreeSet;
+
+/// Names a Jinja template can use without them being variables of the site.
+const JINJA_GLOBALS: &[&str] = &[
+    "range",
+    "dict",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "namespace",
+    "loop",
+    "self",
+    "super",
+    "varargs",
+    "kwargs",
+    "caller",
+    "debug",
+    "true",
+    "false",
+    "none",
+    "True",
+    "False",
+    "None",
+];
+
+/// What a template site can see, for messages and scope checks.
+pub(crate) struct Scope<'a> {
+    /// Where the template is, e.g. "the `output` of final state `done`".
+    pub site: &'a str,
+    /// Variables defined there.
+    pub vars: &'a [&'a str],
+    /// Variables defined there but always empty (foreach per-item `context`).
+    pub empty: &'a [&'a str],
+    /// Whether the site is an agent prompt (its own environment, no value templates).
+    pub prompt: bool,
+}
+
+/// A parsed template's facts the checks need.
+pub(crate) struct TemplateFacts {
+    /// Dotted variable paths the template reads (`output.score`, `context`).
+    pub paths: BTreeSet<String>,
+}
+
+/// Parses templates once with one environment configured like the reference's.
+pub(crate) struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    pub(crate) fn new() -> Self {
+        let env = Environment::new();
+        Templates { env }
+    }
+
+    /// Whether `s` is rendered by Jinja (the reference's test: contains `{{` or `{%`).
+    pub(crate) fn is_template(s: &str) -> bool {
+        s.contains("{{") || s.contains("{%")
+    }
+
+    /// Checks one template string written at `node`. Returns what it reads when it parses.
+    pub(crate) fn check(
+        &self,
+        text: &str,
+        node: &Node,
+        scope: &Scope<'_>,
+        sources: &SourceMap,
+        diags: &mut Diagnostics,
+    ) -> Option<TemplateFacts> {
+        let tmpl = match self.env.template_from_str(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let span = e
+                    .range()
+                    .map(|r| span_in_scalar(node, r.start, r.end, sources))
+                    .or_else(|| e.line().map(|l| line_in_scalar(node, l, sources)))
+                    .unwrap_or(node.span);
+                let detail = e.detail().unwrap_or("syntax error");
+                diags.push(
+                    Diagnostic::new(
+                        Code::TemplateSyntax,
+                        span,
+                        format!("template in {} does not parse: {detail}", scope.site),
+                    )
+                    .help(template_help(detail)),
+                );
+                return None;
+            }
+        };
+        let paths: BTreeSet<String> = tmpl.undeclared_variables(true).into_iter().collect();
+        let roots: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
+        for root in &roots {
+            if JINJA_GLOBALS.contains(&root.as_str()) || scope.vars.contains(&root.as_str()) {
+                if scope.empty.contains(&root.as_str()) {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::ForeachScope,
+                            node.span,
+                            format!("`{root}` is always empty in {}", scope.site),
+                        )
+                        .help("per-item templates see only the item variable; put what they need into the items"),
+                    );
+                }
+                continue;
+            }
+            // A name alone renders as "", an attribute of it is an error at run time.
+            let nested = paths.iter().any(|p| p.starts_with(&format!("{root}.")));
+            let vars = scope
+                .vars
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let (code, what) = if nested {
+                (Code::UndefinedVariable, "is not defined")
+            } else {
+                (
+                    Code::EmptyVariable,
+                    "is not defined and renders as an empty string",
+                )
+            };
+            diags.push(
+                Diagnostic::new(
+                    code,
+                    node.span,
+                    format!("`{root}` {what} in {}", scope.site),
+                )
+                .help_opt(crate::suggest::help(root, scope.vars.iter().copied()))
+                .note(None, format!("variables there: {vars}")),
+            );
+        }
+        Some(TemplateFacts { paths })
+    }
+
+    /// Checks a value as the reference's `render_value` treats it: a template when it holds
+    /// `{{`/`{%`, a bare path when it is one, else a literal. Returns the paths it reads.
+    pub(crate) fn check_value(
+        &self,
+        node: &Node,
+        scope: &Scope<'_>,
+        sources: &SourceMap,
+        diags: &mut Diagnostics,
+    ) -> BTreeSet<String> {
+        let Value::Str(s) = &node.value else {
+            return BTreeSet::new();
+        };
+        if Self::is_template(s) {
+            return self
+                .check(s, node, scope, sources, diags)
+                .map(|f| f.paths)
+                .unwrap_or_default();
+        }
+        match bare_path(s) {
+            Some(path) => {
+                let root = path.split('.').next().unwrap_or_default();
+                if !scope.prompt && !scope.vars.contains(&root) {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::EmptyVariable,
+                            node.span,
+                            format!(
+                                "`{}` is not defined in {}, so this bare path is always null",
+                                root, scope.site
+                            ),
+                        )
+                        .note(None, format!("variables there: {}", scope.vars.join(", "))),
+                    );
+                } else if scope.empty.contains(&root) {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::ForeachScope,
+                            node.span,
+                            format!("`{root}` is always empty in {}", scope.site),
+                        )
+                        .help("per-item templates see only the item variable; put what they need into the items"),
+                    );
+                }
+                std::iter::once(path.to_string()).collect()
+            }
+            None => BTreeSet::new(),
+        }
+    }
+
+    /// Checks a map the way `render_map` renders it: string values, nested maps, and the
+    /// string elements of lists (maps inside lists are copied unrendered). Returns every
+    /// (path, node) read.
+    pub(crate) fn check_map(
+        &self,
+        node: &Node,
+        scope: &Scope<'_>,
+        sources: &SourceMap,
+        diags: &mut Diagnostics,
+    ) -> Vec<(String, Node)> {
+        let mut out = Vec::new();
+        self.walk_map(node, scope, sources, diags, &mut out);
+        out
+    }
+
+    fn walk_map(
+        &self,
+        node: &Node,
+        scope: &Scope<'_>,
+        sources: &SourceMap,
+        diags: &mut Diagnostics,
+        out: &mut Vec<(String, Node)>,
+    ) {
+        let Some(entries) = node.as_map() else { return };
+        for (_, v) in entries {
+            match &v.value {
+                Value::Str(_) => out.extend(
+                    self.check_value(v, scope, sources, diags)
+                        .into_iter()
+                        .map(|p| (p, v.clone())),
+                ),
+                Value::Map(_) => self.walk_map(v, scope, sources, diags, out),
+                Value::Seq(items) => {
+                    for item in items.iter().filter(|i| matches!(i.value, Value::Str(_))) {
+                        out.extend(
+                            self.check_value(item, scope, sources, diags)
+                                .into_iter()
+                                .map(|p| (p, item.clone())),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn template_help(detail: &str) -> String {
+    if detail.contains("unknown statement") || detail.contains("unexpected end of input") {
+        "check that every `{%` block is closed (`{% endif %}`, `{% endfor %}`)".into()
+    } else if detail.contains("unexpected") {
+        "check the `{{ … }}` / `{% … %}` delimiters and the expression inside them".into()
+    } else {
+        "templates use Jinja syntax: `{{ context.name }}`".into()
+    }
+}
+
+/// The bare-path grammar of the reference: `^(output|context|input)(\.[A-Za-z_][A-Za-z0-9_]*)*$`
+/// after trimming. Returns the trimmed path.
+pub fn bare_path(s: &str) -> Option<&str> {
+    let t = s.trim();
+    let mut parts = t.split('.');
+    let root = parts.next()?;
+    if !matches!(root, "output" | "context" | "input") {
+        return None;
+    }
+    let ident = |p: &str| {
+        let mut cs = p.chars();
+        cs.next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    parts.all(ident).then_some(t)
+}
+
+/// Checks a transition condition.
+pub(crate) fn check_condition(
+    text: &str,
+    node_span: Span,
+    style: Style,
+    cel: bool,
+    sources: &SourceMap,
+    diags: &mut Diagnostics,
+) {
+    let node = Node {
+        value: Value::Str(text.to_string()),
+        span: node_span,
+        style,
+    };
+    if cel {
+        #[cfg(feature = "cel")]
+        if let Err(e) = expr::cel::check(text) {
+            diags.push(
+                Diagnostic::new(
+                    Code::CelSyntax,
+                    span_in_scalar(&node, e.span.start, e.span.end, sources),
+                    format!(
+                        "CEL condition `{}` does not parse: {}",
+                        text.trim(),
+                        e.message
+                    ),
+                )
+                .help_opt(e.help.clone())
+                .help_opt(
+                    Some("CEL uses `&&`, `||`, `!` and `size(x)`".to_string())
+                        .filter(|_| e.help.is_none()),
+                ),
+            );
+        }
+        return;
+    }
+    match expr::simple::parse(text) {
+        Err(e) => diags.push(
+            Diagnostic::new(
+                Code::ConditionSyntax,
+                span_in_scalar(&node, e.span.start, e.span.end, sources),
+                format!("condition `{}` does not parse: {}", text.trim(), e.message),
+            )
+            .help(e.help.clone().unwrap_or_else(|| {
+                "conditions are Python-like: `context.score >= 8 and not context.done`".into()
+            })),
+        ),
+        Ok(Some(ast)) => {
+            for (name, range) in expr::simple::free_names(&ast) {
+                if name != "context" {
+                    diags.push(
+                        Diagnostic::new(
+                            Code::ConditionScope,
+                            span_in_scalar(&node, range.start, range.end, sources),
+                            format!("condition reads `{name}`, but conditions can only read `context`"),
+                        )
+                        .help(match name.as_str() {
+                            "output" | "input" => format!(
+                                "copy the value into the context first (`output_to_context`), then test `context.…`"
+                            ),
+                            _ => crate::suggest::help(&name, ["context"]).unwrap_or_else(|| {
+                                "write `context.<key>`".to_string()
+                            }),
+                        }),
+                    );
+                }
+            }
+        }
+        Ok(None) => {}
+    }
+}
+
+/// The span of bytes `start..end` of a scalar's value, mapped back onto the file. Exact for
+/// single-line plain and quoted scalars and for block scalars; approximate for folded
+/// multi-line flow scalars and for quoted scalars with escapes.
+pub(crate) fn span_in_scalar(node: &Node, start: usize, end: usize, sources: &SourceMap) -> Span {
+    let Value::Str(text) = &node.value else {
+        return node.span;
+    };
+    let (start, end) = (
+        start.min(text.len()),
+        end.min(text.len()).max(start.min(text.len())),
+    );
+    let at = |off: usize| {
+        let off = floor_char_boundary(text, off);
+        let before = &text[..off];
+        let idx = before.matches('\n').count();
+        let col = before.rsplit('\n').next().unwrap_or("").chars().count();
+        position(node, idx, col, sources)
+    };
+    let s = at(start);
+    let e = at(end);
+    Span {
+        file: node.span.file,
+        start: s,
+        end: if e.offset >= s.offset { e } else { s },
+    }
+}
+
+fn line_in_scalar(node: &Node, line: usize, sources: &SourceMap) -> Span {
+    let p = position(node, line.saturating_sub(1), 0, sources);
+    Span {
+        file: node.span.file,
+        start: p,
+        end: p,
+    }
+}
+
+fn position(node: &Node, idx: usize, col: usize, sources: &SourceMap) -> crate::source::Pos {
+    let file = sources.get(node.span.file);
+    let first_line = node.span.start.line as usize;
+    let indent = |line: usize| {
+        file.line_text(line as u32)
+            .chars()
+            .take_while(|c| *c == ' ')
+            .count()
+    };
+    match node.style {
+        Style::Literal | Style::Folded => {
+            let line = first_line + 1 + idx;
+            file.pos_at(line, indent(line) + col)
+        }
+        Style::Plain | Style::SingleQuoted | Style::DoubleQuoted => {
+            let quote = usize::from(node.style != Style::Plain);
+            if idx == 0 {
+                file.pos_at(first_line, node.span.start.col as usize - 1 + quote + col)
+            } else {
+                let line = first_line + idx;
+                file.pos_at(line, indent(line) + col)
+            }
+        }
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}

@@ -1,0 +1,450 @@
+//! Diagnostics: stable codes, severities, and their rustc-style and JSON renderings.
+//!
+//! Checks never stop at the first problem: every phase pushes into one [`Diagnostics`]
+//! collection, which is sorted by position and reported as a whole.
+
+use crate::source::{SourceMap, Span};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// How serious a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// The machine must not run: the compiler refuses it.
+    Error,
+    /// The machine runs, but probably not as its author meant.
+    Warning,
+}
+
+impl Severity {
+    /// `"error"` or `"warning"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal, $sev:ident, $summary:literal; )*) => {
+        /// A stable diagnostic code. Codes are never reused or renumbered.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Code {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl Code {
+            /// Every code, in numeric order.
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+
+            /// The code as printed, e.g. `FM0102`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$name => $code,)* }
+            }
+
+            /// The severity diagnostics with this code have.
+            pub fn severity(self) -> Severity {
+                match self { $(Code::$name => Severity::$sev,)* }
+            }
+
+            /// One line saying what the code is about.
+            pub fn summary(self) -> &'static str {
+                match self { $(Code::$name => $summary,)* }
+            }
+        }
+    };
+}
+
+codes! {
+    /// The file is not valid YAML (or JSON).
+    YamlSyntax = "FM0001", Error, "the file is not valid YAML";
+    /// A mapping has the same key twice.
+    DuplicateKey = "FM0002", Error, "a mapping has the same key twice";
+    /// A file named by the machine cannot be read.
+    FileNotFound = "FM0003", Error, "a referenced file does not exist or cannot be read";
+    /// The `spec` field is missing or not the expected document kind.
+    WrongSpec = "FM0004", Error, "`spec` is missing or names another kind of document";
+    /// The `data` section is missing.
+    MissingData = "FM0005", Error, "the `data` section is missing";
+    /// The `spec_version` major is newer than any known format.
+    UnsupportedSpecVersion = "FM0006", Error, "`spec_version` is not a version this compiler supports";
+    /// The `spec_version` differs from 2.6: fields of other versions are not understood.
+    SpecVersionMismatch = "FM0007", Warning, "`spec_version` differs from 2.6, the version this compiler implements";
+    /// A value has the wrong type (a list where a map is expected, and so on).
+    WrongType = "FM0008", Error, "a value has the wrong type";
+    /// Machines reference each other in a cycle.
+    MachineCycle = "FM0009", Error, "child machines reference each other in a cycle";
+    /// A required field is missing.
+    MissingField = "FM0010", Error, "a required field is missing";
+    /// The `states` map is missing or empty.
+    NoStates = "FM0101", Error, "the machine has no states";
+    /// A transition names a state that does not exist.
+    UnknownTransitionTarget = "FM0102", Error, "a transition target is not a state";
+    /// An `on_error` target names a state that does not exist.
+    UnknownOnErrorTarget = "FM0103", Error, "an `on_error` target is not a state";
+    /// More than one state has `type: initial`.
+    MultipleInitialStates = "FM0104", Error, "more than one state has `type: initial`";
+    /// No state has `type: initial`.
+    NoInitialState = "FM0105", Error, "no state has `type: initial`";
+    /// No state has `type: final`.
+    NoFinalState = "FM0106", Error, "no state has `type: final`";
+    /// A state cannot be reached from the initial state.
+    UnreachableState = "FM0107", Warning, "a state cannot be reached from the initial state";
+    /// No final state can be reached from a state: a loop with no way out.
+    NoPathToFinal = "FM0108", Error, "no final state can be reached from a state";
+    /// A non-final state has no transitions: the run would silently end there.
+    DeadEndState = "FM0109", Warning, "a non-final state has no transitions";
+    /// A transition follows an unconditional one and is never taken.
+    UnreachableTransition = "FM0110", Warning, "a transition after an unconditional one is never taken";
+    /// A state `type` other than `initial` or `final`.
+    UnknownStateType = "FM0111", Warning, "a state `type` is neither `initial` nor `final`";
+    /// Two state names map to the same Rust identifier.
+    StateNameCollision = "FM0112", Warning, "two state names map to the same Rust identifier";
+    /// A transition has no `to`.
+    TransitionWithoutTarget = "FM0113", Warning, "a transition has no `to` and is skipped";
+    /// A final state has transitions, which are never taken.
+    FinalStateTransitions = "FM0114", Warning, "a final state has transitions that are never taken";
+    /// `agent:` names no entry of `agents`.
+    UnknownAgent = "FM0201", Error, "`agent` names no entry of `agents`";
+    /// `machine:` / `launch:` / `foreach` names no entry of `machines`.
+    UnknownMachine = "FM0202", Error, "a machine reference names no entry of `machines`";
+    /// An agent reference has an unsupported shape.
+    InvalidAgentRef = "FM0203", Error, "an agent reference is neither a path, an inline flatagent nor a typed ref";
+    /// A child machine reference has an unsupported shape.
+    InvalidMachineRef = "FM0204", Error, "a machine reference is neither a path nor an inline flatmachine";
+    /// `output.X` is read where the agent's output schema has no field `X`.
+    UnknownOutputField = "FM0205", Warning, "`output.X` is read but the agent's output schema has no field `X`";
+    /// A model profile is not defined.
+    UnknownProfile = "FM0206", Error, "a model profile is not defined";
+    /// An agent or machine is declared but no state uses it.
+    UnusedReference = "FM0207", Warning, "an agent or machine is declared but never used";
+    /// A template does not parse.
+    TemplateSyntax = "FM0301", Error, "a template does not parse";
+    /// A simple-engine condition does not parse.
+    ConditionSyntax = "FM0302", Error, "a condition does not parse";
+    /// A CEL condition does not parse.
+    CelSyntax = "FM0303", Error, "a CEL condition does not parse";
+    /// `expression_engine` is neither `simple` nor `cel`.
+    UnknownExpressionEngine = "FM0304", Error, "`expression_engine` is neither `simple` nor `cel`";
+    /// A condition reads `input` or `output`, which conditions cannot see.
+    ConditionScope = "FM0305", Error, "a condition reads a variable other than `context`";
+    /// A `foreach` template reads a variable that is not in scope per item.
+    ForeachScope = "FM0306", Warning, "a per-item `foreach` template reads a variable that is empty there";
+    /// `foreach` is a Jinja template, which yields a string, not a list.
+    ForeachNotList = "FM0307", Warning, "`foreach` must be a bare path to a list, not a `{{ }}` template";
+    /// A state `input` reads `input.X` that the initial context does not capture.
+    UncapturedInput = "FM0308", Warning, "a state reads `input.X`, but inside states `input` is the context";
+    /// A template reads an attribute of a variable its site does not define: an error at run time.
+    UndefinedVariable = "FM0309", Error, "a template reads a variable that is not defined at its site";
+    /// A template or bare path reads a variable its site does not define: it is always empty.
+    EmptyVariable = "FM0310", Warning, "a template or bare path reads a variable that is always empty at its site";
+    /// `execution.type` is unknown.
+    UnknownExecutionType = "FM0401", Error, "`execution.type` is not default, retry, parallel or mdap_voting";
+    /// A retry backoff is negative.
+    NegativeBackoff = "FM0402", Error, "a retry backoff is negative";
+    /// `jitter` is outside 0..=1.
+    JitterOutOfRange = "FM0403", Error, "`jitter` is outside 0..=1";
+    /// `foreach` without `machine`.
+    ForeachWithoutMachine = "FM0404", Error, "`foreach` requires `machine`";
+    /// `mode` is neither `settled` nor `any`.
+    UnknownMode = "FM0405", Error, "`mode` is neither `settled` nor `any`";
+    /// `persistence.backend` is unknown.
+    UnknownPersistenceBackend = "FM0406", Error, "`persistence.backend` is not memory, local or sqlite";
+    /// A numeric option is out of range.
+    InvalidNumber = "FM0407", Error, "a numeric option is out of range";
+    /// An unknown field: the reference ignores it.
+    UnknownField = "FM0501", Warning, "an unknown field is ignored";
+    /// A field the 2.6 runtime declares but never reads.
+    IgnoredField = "FM0502", Warning, "a field the 2.6 runtime never reads";
+}
+
+/// A secondary location or remark attached to a diagnostic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Note {
+    /// Where the note points, if anywhere.
+    pub span: Option<Span>,
+    /// What the note says.
+    pub message: String,
+}
+
+/// One problem found in a machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Diagnostic {
+    /// Stable code.
+    pub code: Code,
+    /// Error or warning.
+    pub severity: Severity,
+    /// One line, quoting the user's text.
+    pub message: String,
+    /// Where the problem is.
+    pub span: Option<Span>,
+    /// What to do about it.
+    pub help: Option<String>,
+    /// Secondary locations and remarks.
+    pub notes: Vec<Note>,
+}
+
+impl Diagnostic {
+    /// A diagnostic with the code's own severity.
+    pub fn new(code: Code, span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
+        Diagnostic {
+            code,
+            severity: code.severity(),
+            message: message.into(),
+            span: span.into(),
+            help: None,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Adds a help line.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds a help line when there is one.
+    pub fn help_opt(mut self, help: Option<String>) -> Self {
+        if help.is_some() {
+            self.help = help;
+        }
+        self
+    }
+
+    /// Adds a note, optionally pointing somewhere.
+    pub fn note(mut self, span: impl Into<Option<Span>>, message: impl Into<String>) -> Self {
+        self.notes.push(Note {
+            span: span.into(),
+            message: message.into(),
+        });
+        self
+    }
+
+    /// Whether this is an error.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+/// Every diagnostic found while loading and checking machines.
+#[derive(Clone, Debug, Default)]
+pub struct Diagnostics {
+    list: Vec<Diagnostic>,
+}
+
+impl Diagnostics {
+    /// An empty collection.
+    pub fn new() -> Self {
+        Diagnostics::default()
+    }
+
+    /// Adds a diagnostic.
+    pub fn push(&mut self, d: Diagnostic) {
+        self.list.push(d);
+    }
+
+    /// Whether any diagnostic is an error.
+    pub fn has_errors(&self) -> bool {
+        self.list.iter().any(Diagnostic::is_error)
+    }
+
+    /// Number of errors.
+    pub fn error_count(&self) -> usize {
+        self.list.iter().filter(|d| d.is_error()).count()
+    }
+
+    /// Number of warnings.
+    pub fn warning_count(&self) -> usize {
+        self.list.len() - self.error_count()
+    }
+
+    /// Whether the collection is empty.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The diagnostics, in the order they were found or, after [`Diagnostics::sort`], by position.
+    pub fn iter(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.list.iter()
+    }
+
+    /// Sorts by file, then position, then code, and drops exact duplicates (the same file can be
+    /// checked twice when two machines share it).
+    pub fn sort(&mut self) {
+        self.list.sort_by(|a, b| {
+            let ka = a.span.map(|s| (s.file, s.start.offset));
+            let kb = b.span.map(|s| (s.file, s.start.offset));
+            ka.cmp(&kb)
+                .then(a.code.cmp(&b.code))
+                .then(a.message.cmp(&b.message))
+        });
+        self.list.dedup();
+    }
+
+    /// Moves every diagnostic of `other` into this collection.
+    pub fn extend(&mut self, other: Diagnostics) {
+        self.list.extend(other.list);
+    }
+
+    /// The diagnostics as a vector.
+    pub fn into_vec(self) -> Vec<Diagnostic> {
+        self.list
+    }
+}
+
+/// A diagnostic flattened for `--format json`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct JsonDiagnostic {
+    /// Stable code, e.g. `FM0102`.
+    pub code: &'static str,
+    /// `error` or `warning`.
+    pub severity: Severity,
+    /// One-line message.
+    pub message: String,
+    /// Help line, if any.
+    pub help: Option<String>,
+    /// File as displayed, if the diagnostic has a location.
+    pub file: Option<String>,
+    /// 1-based line.
+    pub line: Option<u32>,
+    /// 1-based column.
+    pub column: Option<u32>,
+}
+
+impl Diagnostic {
+    /// The JSON form of this diagnostic.
+    pub fn to_json(&self, sources: &SourceMap) -> JsonDiagnostic {
+        let loc = self.span.map(|s| {
+            let f = sources.get(s.file);
+            let (line, col) = f.display_pos(s.start);
+            (f.display.clone(), line, col)
+        });
+        JsonDiagnostic {
+            code: self.code.as_str(),
+            severity: self.severity,
+            message: self.message.clone(),
+            help: self.help.clone(),
+            file: loc.as_ref().map(|l| l.0.clone()),
+            line: loc.as_ref().map(|l| l.1),
+            column: loc.as_ref().map(|l| l.2),
+        }
+    }
+
+    /// Renders this diagnostic like rustc does:
+    ///
+    /// ```text
+    /// error[FM0102]: transition target `revew` is not a state
+    ///   --> review.yml:14:13
+    ///    |
+    /// 14 |         - to: revew
+    ///    |               ^^^^^
+    ///    |
+    ///    = help: did you mean `review`?
+    /// ```
+    pub fn render(&self, sources: &SourceMap) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{}[{}]: {}",
+            self.severity.as_str(),
+            self.code.as_str(),
+            self.message
+        );
+        let gutter = self
+            .span
+            .iter()
+            .chain(self.notes.iter().filter_map(|n| n.span.as_ref()))
+            .map(|s| {
+                let (line, _) = sources.get(s.file).display_pos(s.end);
+                line.to_string().len()
+            })
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let pad = " ".repeat(gutter);
+        if let Some(span) = self.span {
+            render_excerpt(&mut out, sources, span, &pad, None);
+        }
+        for note in &self.notes {
+            match note.span {
+                Some(span) => {
+                    render_excerpt(&mut out, sources, span, &pad, Some(&note.message));
+                }
+                None => {
+                    let _ = writeln!(out, "{pad} = note: {}", note.message);
+                }
+            }
+        }
+        if let Some(help) = &self.help {
+            if self.span.is_some() {
+                let _ = writeln!(out, "{pad} |");
+            }
+            let _ = writeln!(out, "{pad} = help: {help}");
+        }
+        out
+    }
+}
+
+fn render_excerpt(
+    out: &mut String,
+    sources: &SourceMap,
+    span: Span,
+    pad: &str,
+    label: Option<&str>,
+) {
+    let file = sources.get(span.file);
+    let (line, col) = file.display_pos(span.start);
+    if let Some(label) = label {
+        let _ = writeln!(out, "{pad} |");
+        let _ = writeln!(out, "{pad} = note: {label}");
+    }
+    let _ = writeln!(out, "{pad}--> {}:{}:{}", file.display, line, col);
+    let text = file.line_text(span.start.line);
+    let _ = writeln!(out, "{pad} |");
+    let _ = writeln!(out, "{line:>width$} | {text}", width = pad.len());
+    let start_col = span.start.col as usize;
+    let line_chars = text.chars().count();
+    let width = if span.end.line == span.start.line && span.end.col > span.start.col {
+        span.end.col as usize - start_col
+    } else {
+        // A span over several lines is underlined up to the end of its first line.
+        line_chars.saturating_sub(start_col - 1).max(1)
+    };
+    let width = width.min(line_chars.saturating_sub(start_col - 1).max(1));
+    let _ = writeln!(
+        out,
+        "{pad} | {}{}",
+        " ".repeat(start_col.saturating_sub(1)),
+        "^".repeat(width)
+    );
+}
+
+/// Renders every diagnostic followed by a summary line, as `flatmachines check` prints them.
+pub fn render_all(diags: &Diagnostics, sources: &SourceMap) -> String {
+    let mut out = String::new();
+    for d in diags.iter() {
+        out.push_str(&d.render(sources));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for code in Code::ALL {
+            let s = code.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            assert_eq!(s.len(), 6);
+            assert!(s.starts_with("FM") && s[2..].chars().all(|c| c.is_ascii_digit()));
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! Loading a machine and everything it references: agents, child machines, profiles.
+//!
+//! References resolve relative to the file that names them. Each file is read and parsed once,
+//! however many machines name it, and a cycle between machines is reported instead of followed.
+
+use crate::diag::{Code, Diagnostic, Diagnostics};
+use crate::model::agent::{AgentDoc, ProfilesDoc, parse_agent, parse_profiles};
+use crate::model::machine::{AgentRef, MachineDoc, MachineRef, parse_machine};
+use crate::source::{FileId, SourceFile, SourceMap, Span, Spanned};
+use crate::yaml::{self, Node};
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+/// Index of a machine in [`Project::machines`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MachineId(pub usize);
+
+/// Index of an agent in [`Project::agents`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgentId(pub usize);
+
+/// A machine with its references resolved.
+#[derive(Clone, Debug)]
+pub struct LoadedMachine {
+    /// The document.
+    pub doc: MachineDoc,
+    /// The directory its references resolve against.
+    pub dir: PathBuf,
+    /// The file it came from, unless it is inline.
+    pub path: Option<PathBuf>,
+    /// For each entry of `data.agents`, the flatagent document it resolves to, when the
+    /// compiler can see one (paths, inline documents, typed `flatagent` refs).
+    pub agents: Vec<Option<AgentId>>,
+    /// For each entry of `data.machines`, the machine it resolves to.
+    pub machines: Vec<Option<MachineId>>,
+    /// The model profiles in the machine's directory, if any.
+    pub profiles: Option<usize>,
+}
+
+/// A flatagent document with the directory its own references resolve against.
+#[derive(Clone, Debug)]
+pub struct LoadedAgent {
+    /// The document.
+    pub doc: AgentDoc,
+    /// The directory of the agent file (the machine's for inline agents).
+    pub dir: PathBuf,
+    /// The model profiles in the agent's own directory, if any.
+    pub profiles: Option<usize>,
+}
+
+/// Everything loaded for one entry machine.
+#[derive(Debug, Default)]
+pub struct Project {
+    /// Every file read.
+    pub sources: SourceMap,
+    /// Machines; the entry machine is first.
+    pub machines: Vec<LoadedMachine>,
+    /// Agent documents.
+    pub agents: Vec<LoadedAgent>,
+    /// Profile documents.
+    pub profiles: Vec<ProfilesDoc>,
+    /// Problems found while loading (checks add theirs later).
+    pub diags: Diagnostics,
+}
+
+impl Project {
+    /// The entry machine, if its file could be read and parsed.
+    pub fn root(&self) -> Option<&LoadedMachine> {
+        self.machines.first()
+    }
+
+    /// Every file read from disk, for rebuild tracking.
+    pub fn files_read(&self) -> Vec<PathBuf> {
+        self.sources
+            .files()
+            .filter(|(_, f)| f.origin.is_none())
+            .map(|(_, f)| f.path.clone())
+            .collect()
+    }
+}
+
+/// Where the entry machine comes from.
+pub enum Input<'a> {
+    /// A file on disk.
+    File(&'a Path),
+    /// YAML text written inside a Rust file (the `flatmachine!` macro).
+    Inline {
+        /// The YAML.
+        text: String,
+        /// The Rust file it is written in.
+        path: &'a Path,
+        /// Line and column of the YAML's first character in that file.
+        origin: (u32, u32),
+    },
+}
+
+/// Options for loading.
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    /// Paths in diagnostics are shown relative to this directory when they are inside it.
+    pub display_base: Option<PathBuf>,
+}
+
+/// Loads a machine and everything it references.
+pub fn load(input: Input<'_>, options: &LoadOptions) -> Project {
+    let mut loader = Loader {
+        project: Project::default(),
+        options: options.clone(),
+        machine_by_file: HashMap::new(),
+        agent_by_file: HashMap::new(),
+        parsed: HashMap::new(),
+        profiles_by_dir: HashMap::new(),
+        in_progress: Vec::new(),
+    };
+    match input {
+        Input::File(path) => {
+            let path = normalize(path);
+            if let Some((file, node)) = loader.read(&path, None, "machine file") {
+                loader.machine_from_node(&node, file, parent_dir(&path), Some(path));
+            }
+        }
+        Input::Inline { text, path, origin } => {
+            let path = normalize(path);
+            let display = loader.display(&path);
+            let mut src = SourceFile::new(path.clone(), display, text);
+            src.origin = Some(origin);
+            let file = loader.project.sources.add(src);
+            let node = yaml::parse(
+                loader.project.sources.get(file),
+                file,
+                &mut loader.project.diags,
+            );
+            if let Some(node) = node {
+                loader.machine_from_node(&node, file, parent_dir(&path), None);
+            }
+        }
+    }
+    loader.project
+}
+
+struct Loader {
+    project: Project,
+    options: LoadOptions,
+    machine_by_file: HashMap<PathBuf, MachineId>,
+    agent_by_file: HashMap<PathBuf, Option<AgentId>>,
+    parsed: HashMap<PathBuf, Option<(FileId, Node)>>,
+    profiles_by_dir: HashMap<PathBuf, Option<usize>>,
+    /// Machine files being loaded, outermost first, to detect cycles.
+    in_progress: Vec<PathBuf>,
+}
+
+impl Loader {
+    fn display(&self, path: &Path) -> String {
+        let shown = self
+            .options
+            .display_base
+            .as_deref()
+            .and_then(|base| path.strip_prefix(base).ok())
+            .unwrap_or(path);
+        shown.to_string_lossy().replace('\\', "/")
+    }
+
+    /// Reads and parses a file once. A missing file is reported at `from` when given.
+    fn read(
+        &mut self,
+        path: &Path,
+        from: Option<&Spanned<String>>,
+        what: &str,
+    ) -> Option<(FileId, Node)> {
+        let key = canonical(path);
+        if let Some(done) = self.parsed.get(&key) {
+            return done.clone();
+        }
+        let result = match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let display = self.display(path);
+                let file =
+                    self.project
+                        .sources
+                        .add(SourceFile::new(path.to_path_buf(), display, text));
+                yaml::parse(
+                    self.project.sources.get(file),
+                    file,
+                    &mut self.project.diags,
+                )
+                .map(|n| (file, n))
+            }
+            Err(e) => {
+                let mut d = match from {
+                    Some(r) => Diagnostic::new(
+                        Code::FileNotFound,
+                        r.span,
+                        format!("{what} `{}` cannot be read: {}", r.value, io_reason(&e)),
+                    ),
+                    None => Diagnostic::new(
+                        Code::FileNotFound,
+                        None,
+                        format!(
+                            "{what} `{}` cannot be read: {}",
+                            self.display(path),
+                            io_reason(&e)
+                        ),
+                    ),
+                };
+                d = d.note(None, format!("looked for `{}`", self.display(path)));
+                if let Some(h) = sibling_suggestion(path) {
+                    d = d.help(h);
+                } else if from.is_some() {
+                    d = d.help("paths are relative to the file that names them");
+                }
+                self.project.diags.push(d);
+                None
+            }
+        };
+        self.parsed.insert(key, result.clone());
+        result
+    }
+
+    fn machine_from_node(
+        &mut self,
+        node: &Node,
+        file: FileId,
+        dir: PathBuf,
+        path: Option<PathBuf>,
+    ) -> MachineId {
+        let doc = parse_machine(node, file, &mut self.project.diags);
+        let id = MachineId(self.project.machines.len());
+        let profiles = self.profiles_in(&dir);
+        self.project.machines.push(LoadedMachine {
+            doc,
+            dir: dir.clone(),
+            path: path.clone(),
+            agents: Vec::new(),
+            machines: Vec::new(),
+            profiles,
+        });
+        if let Some(p) = &path {
+            self.machine_by_file.insert(canonical(p), id);
+            self.in_progress.push(canonical(p));
+        }
+        let entries = self.project.machines[id.0].doc.data.agents.clone();
+        let agents = entries
+            .iter()
+            .map(|e| self.resolve_agent(&e.reference, &dir, file))
+            .collect();
+        self.project.machines[id.0].agents = agents;
+        let entries = self.project.machines[id.0].doc.data.machines.clone();
+        let machines = entries
+            .iter()
+            .map(|e| match &e.reference {
+                MachineRef::Path(p) => self.machine_file(p, &dir),
+                MachineRef::Inline(n) => Some(self.machine_from_node(n, file, dir.clone(), None)),
+            })
+            .collect();
+        self.project.machines[id.0].machines = machines;
+        if path.is_some() {
+            self.in_progress.pop();
+        }
+        id
+    }
+
+    fn machine_file(&mut self, reference: &Spanned<String>, dir: &Path) -> Option<MachineId> {
+        let path = normalize(&dir.join(&reference.value));
+        let key = canonical(&path);
+        if let Some(pos) = self.in_progress.iter().position(|p| *p == key) {
+            let chain: Vec<String> = self.in_progress[pos..]
+                .iter()
+                .chain(std::iter::once(&key))
+                .map(|p| {
+                    p.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect();
+            self.project.diags.push(
+                Diagnostic::new(
+                    Code::MachineCycle,
+                    reference.span,
+                    format!(
+                        "machine `{}` calls back into a machine that is calling it",
+                        reference.value
+                    ),
+                )
+                .note(None, format!("cycle: {}", chain.join(" -> ")))
+                .help("a machine cannot (even indirectly) invoke itself; break the cycle"),
+            );
+            return None;
+        }
+        if let Some(id) = self.machine_by_file.get(&key) {
+            return Some(*id);
+        }
+        let (file, node) = self.read(&path, Some(reference), "machine file")?;
+        Some(self.machine_from_node(&node, file, parent_dir(&path), Some(path)))
+    }
+
+    fn resolve_agent(&mut self, reference: &AgentRef, dir: &Path, file: FileId) -> Option<AgentId> {
+        match reference {
+            AgentRef::Path(p) => self.agent_file(p, dir, "agent file"),
+            AgentRef::Inline(node) => Some(self.agent_from_node(node, file, dir.to_path_buf())),
+            AgentRef::Typed {
+                ty,
+                reference,
+                config,
+                ..
+            } => {
+                if ty.value != "flatagent" {
+                    // Other adapters interpret `ref` themselves (`./factory.py#build`).
+                    return None;
+                }
+                match (reference, config) {
+                    (Some(r), _) => self.agent_file(r, dir, "agent file"),
+                    (None, Some(cfg)) if cfg.get("spec").is_some() => {
+                        Some(self.agent_from_node(cfg, file, dir.to_path_buf()))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn agent_file(
+        &mut self,
+        reference: &Spanned<String>,
+        dir: &Path,
+        what: &str,
+    ) -> Option<AgentId> {
+        let path = normalize(&dir.join(&reference.value));
+        let key = canonical(&path);
+        if let Some(done) = self.agent_by_file.get(&key) {
+            return *done;
+        }
+        let (file, node) = self.read(&path, Some(reference), what)?;
+        let id = match node.get("spec").and_then(Node::as_str) {
+            // A file holding a typed ref becomes that ref; the adapter it names is not ours to check.
+            _ if node.get("type").is_some() => None,
+            Some("flatagent") | None => Some(self.agent_from_node(&node, file, parent_dir(&path))),
+            Some(other) => {
+                let spec = node.get("spec").map(|s| s.span);
+                self.project.diags.push(
+                    Diagnostic::new(
+                        Code::WrongSpec,
+                        spec,
+                        format!("agent file must have `spec: flatagent`, found `spec: {other}`"),
+                    )
+                    .note(reference.span, "the agent is referenced here")
+                    .help("point `agents:` at a flatagent document"),
+                );
+                None
+            }
+        };
+        self.agent_by_file.insert(key, id);
+        id
+    }
+
+    fn agent_from_node(&mut self, node: &Node, file: FileId, dir: PathBuf) -> AgentId {
+        let doc = parse_agent(node, file, &mut self.project.diags);
+        let profiles = self.profiles_in(&dir);
+        self.project.agents.push(LoadedAgent { doc, dir, profiles });
+        AgentId(self.project.agents.len() - 1)
+    }
+
+    fn profiles_in(&mut self, dir: &Path) -> Option<usize> {
+        let key = canonical(dir);
+        if let Some(p) = self.profiles_by_dir.get(&key) {
+            return *p;
+        }
+        let path = dir.join("profiles.yml");
+        let result = if path.is_file() {
+            self.read(&path, None, "profiles file").map(|(file, node)| {
+                let doc = parse_profiles(&node, file, &mut self.project.diags);
+                self.project.profiles.push(doc);
+                self.project.profiles.len() - 1
+            })
+        } else {
+            None
+        };
+        self.profiles_by_dir.insert(key, result);
+        result
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Suggests a file next to a missing one whose name is close.
+fn sibling_suggestion(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let entries: Vec<String> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    crate::suggest::help(name, entries.iter().map(String::as_str))
+}
+
+/// The directory of a file, `.` for a bare file name.
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Removes `.` and folds `..` without touching the file system, so displayed paths stay short.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) {
+                    out.pop();
+                } else {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
+}
+
+/// A key identifying a file whatever path reached it.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| normalize(path))
+}
+
+/// A span for the whole of a file, when a diagnostic has nothing more precise.
+pub fn file_span(project: &Project, file: FileId) -> Span {
+    let f = project.sources.get(file);
+    let start = f.pos_of_offset(0);
+    Span {
+        file,
+        start,
+        end: start,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_folds_dots() {
+        assert_eq!(
+            normalize(Path::new("a/./b/../c.yml")),
+            PathBuf::from("a/c.yml")
+        );
+        assert_eq!(normalize(Path::new("../x/./y")), PathBuf::from("../x/y"));
+        assert_eq!(normalize(Path::new("./")), PathBuf::from("."));
+    }
+}

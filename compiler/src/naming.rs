@@ -1,0 +1,106 @@
+//! Rust names for YAML names: the module of a machine and the variants of its `State` enum.
+//!
+//! The rules are part of the public contract (documented in `docs/generated-code.md`):
+//! module names are snake_case of `data.name`, variants UpperCamelCase of the state name;
+//! characters that cannot appear in an identifier are dropped, a leading digit gets a prefix
+//! (`m_` for modules, `S` for variants), keywords get a trailing `_`, and when two state names
+//! map to the same variant the later ones get `2`, `3`, … in document order.
+
+use heck::{ToSnakeCase, ToUpperCamelCase};
+
+const KEYWORDS: &[&str] = &[
+    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
+    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+    "pub", "ref", "return", "self", "Self", "static", "struct", "super", "trait", "true", "type",
+    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
+    "override", "priv", "try", "typeof", "unsized", "virtual", "yield", "union", "_",
+];
+
+fn identifier(raw: &str, digit_prefix: &str, empty: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let mut name = if cleaned.is_empty() {
+        empty.to_string()
+    } else if cleaned.starts_with(|c: char| c.is_ascii_digit()) {
+        format!("{digit_prefix}{cleaned}")
+    } else {
+        cleaned
+    };
+    if KEYWORDS.contains(&name.as_str()) {
+        name.push('_');
+    }
+    name
+}
+
+/// The module name for machine `name` (`slogan-workshop` → `slogan_workshop`).
+pub fn module_name(name: Option<&str>) -> String {
+    let name = name.unwrap_or("unnamed-machine");
+    identifier(&name.to_snake_case(), "m_", "unnamed_machine")
+}
+
+/// The `State` variant names for the states, in order, with collisions numbered.
+/// Returns the names and the indices of states whose name was numbered.
+pub fn variant_names<'a>(states: impl IntoIterator<Item = &'a str>) -> (Vec<String>, Vec<usize>) {
+    let mut out: Vec<String> = Vec::new();
+    let mut renamed = Vec::new();
+    for (i, s) in states.into_iter().enumerate() {
+        let base = identifier(&s.to_upper_camel_case(), "S", "State");
+        let mut name = base.clone();
+        let mut n = 2;
+        while out.contains(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        if name != base {
+            renamed.push(i);
+        }
+        out.push(name);
+    }
+    (out, renamed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_names() {
+        assert_eq!(module_name(Some("slogan-workshop")), "slogan_workshop");
+        assert_eq!(
+            module_name(Some("Writer Critic Loop")),
+            "writer_critic_loop"
+        );
+        assert_eq!(module_name(Some("2fast")), "m_2fast");
+        assert_eq!(module_name(Some("type")), "type_");
+        assert_eq!(module_name(None), "unnamed_machine");
+        assert_eq!(module_name(Some("---")), "unnamed_machine");
+    }
+
+    #[test]
+    fn variant_names_are_unique() {
+        let (names, renamed) = variant_names([
+            "start",
+            "extract_tagline",
+            "extractTagline",
+            "self",
+            "1st",
+            "done!",
+            "ü",
+        ]);
+        assert_eq!(
+            names,
+            [
+                "Start",
+                "ExtractTagline",
+                "ExtractTagline2",
+                "Self_",
+                "S1st",
+                "Done",
+                "State"
+            ]
+        );
+        assert_eq!(renamed, [2]);
+    }
+}

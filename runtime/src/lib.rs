@@ -1,0 +1,29 @@
+//! flatmachines: LLM agent workflows written as FlatMachine YAML, checked when your crate
+//! compiles.
+//!
+//! ```ignore
+//! flatmachines::include_machine!("machines/review.yml");   // → pub mod review { … }
+//!
+//! assert_eq!(review::State::INITIAL.name(), "start");
+//! for state in review::State::ALL { println!("{state} final={}", state.is_final()); }
+//! ```
+//!
+//! A typo in a transition target, an unknown agent, a template that does not parse or a loop
+//! with no way out is a compile error pointing into the YAML. The same checks run from the
+//! command line with `flatmachines check machine.yml` (feature `cli`).
+
+mod state;
+
+pub use flatmachines_macros::{flatmachine, include_machine};
+pub use state::UnknownState;
+
+/// The front end (loading, checking, diagnostics), for tools built on flatmachines.
+pub use flatmachines_compiler as compiler;
+
+/// Paths used by generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::state::UnknownState;
+    pub use serde;
+    pub use std::string::String;
+}
