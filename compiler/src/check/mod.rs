@@ -183,14 +183,7 @@ fn check_machine(
         check_state_templates(project, m, state, templates, &context_keys, diags);
         for t in &state.transitions {
             if let Some(c) = &t.condition {
-                let style = t
-                    .span
-                    .file
-                    .eq(&c.span.file)
-                    .then(|| condition_style(&doc.root, c))
-                    .flatten()
-                    .unwrap_or(crate::yaml::Style::Plain);
-                templates::check_condition(&c.value, c.span, style, cel, sources, diags);
+                templates::check_condition(&c.value, c.span, t.condition_style, cel, sources, diags);
             }
         }
     }
@@ -216,21 +209,6 @@ fn check_variant_names(states: &[State], diags: &mut Diagnostics) {
             .help("rename one of the states so their UpperCamelCase forms differ"),
         );
     }
-}
-
-/// The YAML style a condition was written in, found by its span.
-fn condition_style(root: &Node, c: &Spanned<String>) -> Option<crate::yaml::Style> {
-    fn find(n: &Node, span: Span) -> Option<crate::yaml::Style> {
-        if n.span == span && matches!(n.value, Value::Str(_)) {
-            return Some(n.style);
-        }
-        match &n.value {
-            Value::Map(entries) => entries.iter().find_map(|(_, v)| find(v, span)),
-            Value::Seq(items) => items.iter().find_map(|v| find(v, span)),
-            _ => None,
-        }
-    }
-    find(root, c.span)
 }
 
 fn check_references(m: &LoadedMachine, diags: &mut Diagnostics) {

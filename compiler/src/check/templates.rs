@@ -341,10 +341,10 @@ pub(crate) fn span_in_scalar(node: &Node, start: usize, end: usize, sources: &So
     let Value::Str(text) = &node.value else {
         return node.span;
     };
-    let (start, end) = (
-        start.min(text.len()),
-        end.min(text.len()).max(start.min(text.len())),
-    );
+    // An error "at the end" of a block scalar points at its last character, not past the
+    // final line break.
+    let len = text.trim_end_matches('\n').len();
+    let (start, end) = (start.min(len), end.min(len).max(start.min(len)));
     let at = |off: usize| {
         let off = floor_char_boundary(text, off);
         let before = &text[..off];
@@ -381,7 +381,8 @@ fn position(node: &Node, idx: usize, col: usize, sources: &SourceMap) -> crate::
     };
     match node.style {
         Style::Literal | Style::Folded => {
-            let line = first_line + 1 + idx;
+            let content_line = block_content_line(file, first_line);
+            let line = content_line + idx;
             file.pos_at(line, indent(line) + col)
         }
         Style::Plain | Style::SingleQuoted | Style::DoubleQuoted => {
@@ -394,6 +395,28 @@ fn position(node: &Node, idx: usize, col: usize, sources: &SourceMap) -> crate::
             }
         }
     }
+}
+
+/// The first content line of a block scalar whose event span starts near `line`: the line after
+/// the closest line at or above it that ends with a block indicator (`|`, `>-`, `|2+` …) and
+/// is less indented than the line after it. The parser's span may start at the indicator, at
+/// the content, or after it, depending on what follows the scalar.
+fn block_content_line(file: &crate::source::SourceFile, line: usize) -> usize {
+    let indent = |l: usize| file.line_text(l as u32).chars().take_while(|c| *c == ' ').count();
+    let is_indicator = |l: usize| {
+        let text = file.line_text(l as u32);
+        let text = text.split(" #").next().unwrap_or(text).trim_end();
+        let tail = text.trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
+        (tail.ends_with('|') || tail.ends_with('>')) && indent(l) < indent(l + 1)
+    };
+    let mut l = line;
+    while l >= 1 {
+        if is_indicator(l) {
+            return l + 1;
+        }
+        l -= 1;
+    }
+    line
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -3,7 +3,7 @@
 use super::read::{Fields, key, number, scalar_string, string_list, wrong_type};
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::source::{FileId, Span, Spanned};
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Style, Value};
 
 /// A machine document.
 #[derive(Clone, Debug)]
@@ -160,6 +160,8 @@ impl State {
 pub struct Transition {
     /// `condition`; absent or blank means unconditional.
     pub condition: Option<Spanned<String>>,
+    /// How the condition was written (block scalars shift error positions).
+    pub condition_style: Style,
     /// `to`.
     pub to: Option<Spanned<String>>,
     /// The transition's map.
@@ -536,10 +538,11 @@ fn parse_state(k: &Node, v: &Node, diags: &mut Diagnostics) -> State {
                     .iter()
                     .filter_map(|t| {
                         let tf = Fields::of(t, "a transition", TRANSITION, diags)?;
+                        let cond = tf.node("condition");
                         Some(Transition {
-                            condition: tf
-                                .node("condition")
+                            condition: cond
                                 .and_then(|c| scalar_string(c, "`condition`", diags)),
+                            condition_style: cond.map_or(Style::Plain, |c| c.style),
                             to: tf.string("to", "a transition", diags),
                             span: t.span,
                         })
