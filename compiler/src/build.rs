@@ -1,13 +1,11 @@
 //! The `build.rs` helper: compile machine YAML into `OUT_DIR` ahead of the crate.
 //!
 //! ```no_run
-//! // build.rs
-//! fn main() {
-//!     flatmachines_compiler::build::Builder::new()
-//!         .machine("machines/review.yml")
-//!         .compile()
-//!         .unwrap_or_else(|e| panic!("{e}"));
-//! }
+//! // build.rs, inside `fn main()`:
+//! flatmachines_compiler::build::Builder::new()
+//!     .machine("machines/review.yml")
+//!     .compile()
+//!     .unwrap_or_else(|e| panic!("{e}"));
 //! // src/main.rs:
 //! // include!(concat!(env!("OUT_DIR"), "/review.rs"));   // defines `mod review`
 //! ```

@@ -366,59 +366,51 @@ impl Diagnostic {
             .max(1);
         let pad = " ".repeat(gutter);
         if let Some(span) = self.span {
-            render_excerpt(&mut out, sources, span, &pad, None);
+            render_excerpt(&mut out, sources, span, &pad);
         }
-        for note in &self.notes {
-            match note.span {
-                Some(span) => {
-                    render_excerpt(&mut out, sources, span, &pad, Some(&note.message));
-                }
-                None => {
-                    let _ = writeln!(out, "{pad} = note: {}", note.message);
-                }
-            }
-        }
-        if let Some(help) = &self.help {
+        let plain: Vec<&Note> = self.notes.iter().filter(|n| n.span.is_none()).collect();
+        if !plain.is_empty() || self.help.is_some() {
             if self.span.is_some() {
                 let _ = writeln!(out, "{pad} |");
             }
-            let _ = writeln!(out, "{pad} = help: {help}");
+            for note in plain {
+                let _ = writeln!(out, "{pad} = note: {}", note.message);
+            }
+            if let Some(help) = &self.help {
+                let _ = writeln!(out, "{pad} = help: {help}");
+            }
+        }
+        for note in &self.notes {
+            if let Some(span) = note.span {
+                let _ = writeln!(out, "note: {}", note.message);
+                render_excerpt(&mut out, sources, span, &pad);
+            }
         }
         out
     }
 }
 
-fn render_excerpt(
-    out: &mut String,
-    sources: &SourceMap,
-    span: Span,
-    pad: &str,
-    label: Option<&str>,
-) {
+fn render_excerpt(out: &mut String, sources: &SourceMap, span: Span, pad: &str) {
     let file = sources.get(span.file);
     let (line, col) = file.display_pos(span.start);
-    if let Some(label) = label {
-        let _ = writeln!(out, "{pad} |");
-        let _ = writeln!(out, "{pad} = note: {label}");
-    }
     let _ = writeln!(out, "{pad}--> {}:{}:{}", file.display, line, col);
     let text = file.line_text(span.start.line);
     let _ = writeln!(out, "{pad} |");
     let _ = writeln!(out, "{line:>width$} | {text}", width = pad.len());
     let start_col = span.start.col as usize;
     let line_chars = text.chars().count();
+    let rest = line_chars.saturating_sub(start_col - 1).max(1);
+    // A span over several lines is underlined up to the end of its first line.
     let width = if span.end.line == span.start.line && span.end.col > span.start.col {
-        span.end.col as usize - start_col
+        (span.end.col - span.start.col) as usize
     } else {
-        // A span over several lines is underlined up to the end of its first line.
-        line_chars.saturating_sub(start_col - 1).max(1)
+        rest
     };
-    let width = width.min(line_chars.saturating_sub(start_col - 1).max(1));
     let _ = writeln!(
         out,
         "{pad} | {}{}",
         " ".repeat(start_col.saturating_sub(1)),
-        "^".repeat(width)
+        "^".repeat(width.min(rest))
     );
 }
 

@@ -37,7 +37,11 @@ fn every_defective_fixture_reports_something() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yml") && !path.ends_with("child_ok.yml") {
             let checked = check(&path);
-            assert!(!checked.diagnostics.is_empty(), "{} has no diagnostics", path.display());
+            assert!(
+                !checked.diagnostics.is_empty(),
+                "{} has no diagnostics",
+                path.display()
+            );
         }
     }
 }
@@ -52,7 +56,12 @@ fn expansion(path: &Path) -> String {
         &checked.project,
         &Options {
             source: SourceText::File(abs(path)),
-            tracked: checked.project.files_read().iter().map(|p| abs(p)).collect(),
+            tracked: checked
+                .project
+                .files_read()
+                .iter()
+                .map(|p| abs(p))
+                .collect(),
         },
     );
     codegen::pretty(&tokens).replace(&format!("{}/", root.display()), "$WORKSPACE/")
@@ -63,10 +72,22 @@ fn expansion_of_machines() {
     let root = crate_dir().parent().unwrap().to_path_buf();
     let machines = [
         ("hello", root.join("examples/hello/hello.yml")),
-        ("writer_critic_loop", crate_dir().join("fixtures/conformance/writer_critic_loop/machine.yml")),
-        ("machine_parallel", crate_dir().join("fixtures/conformance/machine_parallel/machine.yml")),
-        ("foreach_as_key", crate_dir().join("fixtures/conformance/foreach_as_key/machine.yml")),
-        ("collisions", crate_dir().join("fixtures/valid/collisions.yml")),
+        (
+            "writer_critic_loop",
+            crate_dir().join("fixtures/conformance/writer_critic_loop/machine.yml"),
+        ),
+        (
+            "machine_parallel",
+            crate_dir().join("fixtures/conformance/machine_parallel/machine.yml"),
+        ),
+        (
+            "foreach_as_key",
+            crate_dir().join("fixtures/conformance/foreach_as_key/machine.yml"),
+        ),
+        (
+            "collisions",
+            crate_dir().join("fixtures/valid/collisions.yml"),
+        ),
     ];
     for (name, path) in machines {
         insta::with_settings!({snapshot_path => "../../snapshots/expand", prepend_module_to_snapshot => false}, {
@@ -83,8 +104,16 @@ fn every_conformance_machine_checks_without_errors() {
         let case = case.unwrap().path();
         let entry = case.join("machine.yml");
         let checked = check(&entry);
-        assert!(!checked.has_errors(), "{}:\n{}", entry.display(), checked.render());
+        assert!(
+            !checked.has_errors(),
+            "{}:\n{}",
+            entry.display(),
+            checked.render()
+        );
         checked_any += 1;
     }
-    assert!(checked_any >= 10, "expected the conformance fixtures, found {checked_any}");
+    assert!(
+        checked_any >= 10,
+        "expected the conformance fixtures, found {checked_any}"
+    );
 }

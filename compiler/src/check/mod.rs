@@ -183,7 +183,14 @@ fn check_machine(
         check_state_templates(project, m, state, templates, &context_keys, diags);
         for t in &state.transitions {
             if let Some(c) = &t.condition {
-                templates::check_condition(&c.value, c.span, t.condition_style, cel, sources, diags);
+                templates::check_condition(
+                    &c.value,
+                    c.span,
+                    t.condition_style,
+                    cel,
+                    sources,
+                    diags,
+                );
             }
         }
     }

@@ -319,9 +319,7 @@ pub(crate) fn check_condition(
                             format!("condition reads `{name}`, but conditions can only read `context`"),
                         )
                         .help(match name.as_str() {
-                            "output" | "input" => format!(
-                                "copy the value into the context first (`output_to_context`), then test `context.…`"
-                            ),
+                            "output" | "input" => "copy the value into the context first (`output_to_context`), then test `context.…`".to_string(),
                             _ => crate::suggest::help(&name, ["context"]).unwrap_or_else(|| {
                                 "write `context.<key>`".to_string()
                             }),
@@ -402,7 +400,12 @@ fn position(node: &Node, idx: usize, col: usize, sources: &SourceMap) -> crate::
 /// is less indented than the line after it. The parser's span may start at the indicator, at
 /// the content, or after it, depending on what follows the scalar.
 fn block_content_line(file: &crate::source::SourceFile, line: usize) -> usize {
-    let indent = |l: usize| file.line_text(l as u32).chars().take_while(|c| *c == ' ').count();
+    let indent = |l: usize| {
+        file.line_text(l as u32)
+            .chars()
+            .take_while(|c| *c == ' ')
+            .count()
+    };
     let is_indicator = |l: usize| {
         let text = file.line_text(l as u32);
         let text = text.split(" #").next().unwrap_or(text).trim_end();

@@ -540,8 +540,7 @@ fn parse_state(k: &Node, v: &Node, diags: &mut Diagnostics) -> State {
                         let tf = Fields::of(t, "a transition", TRANSITION, diags)?;
                         let cond = tf.node("condition");
                         Some(Transition {
-                            condition: cond
-                                .and_then(|c| scalar_string(c, "`condition`", diags)),
+                            condition: cond.and_then(|c| scalar_string(c, "`condition`", diags)),
                             condition_style: cond.map_or(Style::Plain, |c| c.style),
                             to: tf.string("to", "a transition", diags),
                             span: t.span,
