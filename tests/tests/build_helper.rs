@@ -1,0 +1,73 @@
+//! The build.rs helper writes the same module the macro expands to, and fails with the same
+//! diagnostics.
+
+use flatmachines_compiler::build::Builder;
+use std::path::PathBuf;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fm-build-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn writes_one_file_per_machine_named_after_the_module() {
+    let out = scratch("ok");
+    let written = Builder::new()
+        .cargo_output(false)
+        .base_dir(fixtures())
+        .out_dir(&out)
+        .machine("conformance/linear_basic/machine.yml")
+        .machine("valid/collisions.yml")
+        .compile()
+        .unwrap();
+    let names: Vec<_> = written
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["linear_brief.rs", "m_2_fast.rs"]);
+    let text = std::fs::read_to_string(&written[1]).unwrap();
+    assert!(text.contains("pub mod m_2_fast"));
+    assert!(text.contains("ExtractTagline2"));
+    assert!(text.contains("include_str!"));
+}
+
+#[test]
+fn defects_fail_with_rendered_diagnostics() {
+    let out = scratch("bad");
+    let err = Builder::new()
+        .cargo_output(false)
+        .base_dir(fixtures())
+        .out_dir(&out)
+        .machine("defective/graph.yml")
+        .compile()
+        .unwrap_err();
+    assert!(err.rendered().contains("error[FM0102]"), "{err}");
+    assert!(
+        err.rendered().contains("--> defective/graph.yml:9:15"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        0,
+        "nothing is written for a defective machine"
+    );
+}
+
+#[test]
+fn warnings_can_be_denied() {
+    let out = scratch("deny");
+    let builder = Builder::new()
+        .cargo_output(false)
+        .base_dir(fixtures())
+        .out_dir(&out)
+        .machine("valid/collisions.yml");
+    assert!(builder.clone().compile().is_ok());
+    let err = builder.deny_warnings(true).compile().unwrap_err();
+    assert!(err.rendered().contains("warning[FM0112]"), "{err}");
+}
