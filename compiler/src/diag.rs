@@ -394,10 +394,11 @@ fn render_excerpt(out: &mut String, sources: &SourceMap, span: Span, pad: &str) 
     let file = sources.get(span.file);
     let (line, col) = file.display_pos(span.start);
     let _ = writeln!(out, "{pad}--> {}:{}:{}", file.display, line, col);
-    let text = file.line_text(span.start.line);
+    let text = file.display_line_text(span.start);
+    let text = text.as_str();
     let _ = writeln!(out, "{pad} |");
     let _ = writeln!(out, "{line:>width$} | {text}", width = pad.len());
-    let start_col = span.start.col as usize;
+    let start_col = col as usize;
     let line_chars = text.chars().count();
     let rest = line_chars.saturating_sub(start_col - 1).max(1);
     // A span over several lines is underlined up to the end of its first line.

@@ -124,6 +124,7 @@ pub fn load(input: Input<'_>, options: &LoadOptions) -> Project {
             let display = loader.display(&path);
             let mut src = SourceFile::new(path.clone(), display, text);
             src.origin = Some(origin);
+            src.enclosing = std::fs::read_to_string(&path).ok();
             let file = loader.project.sources.add(src);
             let node = yaml::parse(
                 loader.project.sources.get(file),
@@ -251,6 +252,7 @@ impl Loader {
             .map(|e| match &e.reference {
                 MachineRef::Path(p) => self.machine_file(p, &dir),
                 MachineRef::Inline(n) => Some(self.machine_from_node(n, file, dir.clone(), None)),
+                MachineRef::Invalid(_) => None,
             })
             .collect();
         self.project.machines[id.0].machines = machines;
@@ -298,6 +300,7 @@ impl Loader {
         match reference {
             AgentRef::Path(p) => self.agent_file(p, dir, "agent file"),
             AgentRef::Inline(node) => Some(self.agent_from_node(node, file, dir.to_path_buf())),
+            AgentRef::Invalid(_) => None,
             AgentRef::Typed {
                 ty,
                 reference,

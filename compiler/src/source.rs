@@ -75,6 +75,8 @@ pub struct SourceFile {
     /// When the file was not read from disk (inline YAML in a Rust file), the position of its
     /// first character in the enclosing file, so diagnostics point into the enclosing file.
     pub origin: Option<(u32, u32)>,
+    /// The text of the enclosing file for inline YAML, so excerpts show the real source lines.
+    pub enclosing: Option<String>,
 }
 
 impl SourceFile {
@@ -89,6 +91,7 @@ impl SourceFile {
             text,
             line_starts,
             origin: None,
+            enclosing: None,
         }
     }
 
@@ -145,6 +148,20 @@ impl SourceFile {
             line: idx as u32 + 1,
             col: col0 as u32 + 1,
             offset: (start + byte) as u32,
+        }
+    }
+
+    /// The text of the line shown for `pos`: the enclosing file's line for inline YAML.
+    pub fn display_line_text(&self, pos: Pos) -> String {
+        match (&self.enclosing, self.origin) {
+            (Some(text), Some(_)) => {
+                let (line, _) = self.display_pos(pos);
+                text.lines()
+                    .nth(line.saturating_sub(1) as usize)
+                    .unwrap_or("")
+                    .to_string()
+            }
+            _ => self.line_text(pos.line).to_string(),
         }
     }
 

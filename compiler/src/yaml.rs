@@ -393,6 +393,8 @@ impl Builder<'_> {
                             .note(first.span, format!("`{name}` is first defined here"))
                             .help("remove one of the two entries; YAML loaders silently keep only the last one"),
                         );
+                        // Keeping one entry avoids a cascade (two `start` states, …).
+                        return;
                     }
                     entries.push((k, node));
                 }

@@ -28,14 +28,9 @@ pub fn include_machine(input: TokenStream) -> TokenStream {
     let requested = PathBuf::from(lit.value());
     let candidates = candidate_paths(&requested);
     let Some(path) = candidates.iter().find(|p| p.is_file()).cloned() else {
-        let tried: Vec<String> = candidates
-            .iter()
-            .map(|p| format!("`{}`", p.display()))
-            .collect();
         let msg = format!(
-            "machine file `{}` not found (looked at {}); the path is relative to the file invoking the macro",
+            "machine file `{}` not found next to the file invoking the macro, nor in the crate root",
             requested.display(),
-            tried.join(" and ")
         );
         return syn::Error::new(lit.span(), msg).to_compile_error().into();
     };

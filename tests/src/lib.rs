@@ -1,1 +1,3 @@
-//! Integration tests of flatmachines live in `tests/`; this crate has no code of its own.
+//! Support code for the integration tests of flatmachines (not published).
+
+pub mod fake_llm;

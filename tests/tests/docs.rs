@@ -12,6 +12,9 @@ fn diagnostics_doc_lists_every_code() {
             code.severity().as_str(),
             code.summary()
         );
-        assert!(doc.contains(&row), "docs/diagnostics.md lacks or misstates:\n{row}");
+        assert!(
+            doc.contains(&row),
+            "docs/diagnostics.md lacks or misstates:\n{row}"
+        );
     }
 }

@@ -65,6 +65,9 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
         );
     }
 
+    // States with a transition to an unknown target: the run would end there (already an error),
+    // so they must not look like loops with no way out.
+    let mut ends_unknown = vec![false; states.len()];
     // The graph holds only the transitions that can be taken.
     let mut graph: DiGraph<usize, ()> = DiGraph::with_capacity(states.len(), states.len() * 2);
     let nodes: Vec<NodeIndex> = (0..states.len()).map(|i| graph.add_node(i)).collect();
@@ -116,7 +119,8 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
                         graph.add_edge(nodes[i], nodes[j], ());
                     }
                 }
-                None => diags.push(
+                None => diags.push({
+                    ends_unknown[i] = true;
                     Diagnostic::new(
                         Code::UnknownTransitionTarget,
                         to.span,
@@ -124,8 +128,8 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
                     )
                     .help(suggest::help(&to.value, names()).unwrap_or_else(
                         || format!("states are: {}", names().collect::<Vec<_>>().join(", ")),
-                    )),
-                ),
+                    ))
+                }),
             }
         }
         if let Some(oe) = &s.on_error {
@@ -188,7 +192,7 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
     let mut can_end = vec![false; states.len()];
     let reversed = Reversed(&graph);
     for (i, s) in states.iter().enumerate() {
-        let stops = s.is_final() || graph.neighbors(nodes[i]).next().is_none();
+        let stops = s.is_final() || ends_unknown[i] || graph.neighbors(nodes[i]).next().is_none();
         if stops && !can_end[i] {
             let mut bfs = Bfs::new(reversed, nodes[i]);
             while let Some(n) = bfs.next(reversed) {

@@ -130,6 +130,10 @@ fn check_machine(
     let doc = &m.doc;
     let data = &doc.data;
     let sources = &project.sources;
+    if doc.root.as_map().is_none() {
+        // Not a map at all: already reported as the wrong type; anything more is noise.
+        return;
+    }
     check_spec(
         doc.spec.as_ref(),
         doc.spec_version.as_ref(),
@@ -157,6 +161,10 @@ fn check_machine(
         _ => false,
     };
 
+    if !data.present {
+        // The missing or malformed `data` is already reported; nothing below could be right.
+        return;
+    }
     graph::check(data, diags);
     check_variant_names(&data.states, diags);
     check_references(m, diags);

@@ -131,7 +131,13 @@ impl Templates {
                     node.span,
                     format!("`{root}` {what} in {}", scope.site),
                 )
-                .help_opt(crate::suggest::help(root, scope.vars.iter().copied()))
+                .help(crate::suggest::help(root, scope.vars.iter().copied()).unwrap_or_else(|| {
+                    if scope.vars == ["context"] {
+                        format!("a final state's `output` sees only `context`; copy what it needs from `{root}` into the context first")
+                    } else {
+                        format!("use a variable defined there, or guard it: `{{% if {root} is defined %}}`")
+                    }
+                }))
                 .note(None, format!("variables there: {vars}")),
             );
         }
@@ -410,7 +416,11 @@ fn block_content_line(file: &crate::source::SourceFile, line: usize) -> usize {
         let text = file.line_text(l as u32);
         let text = text.split(" #").next().unwrap_or(text).trim_end();
         let tail = text.trim_end_matches(|c: char| c == '-' || c == '+' || c.is_ascii_digit());
-        (tail.ends_with('|') || tail.ends_with('>')) && indent(l) < indent(l + 1)
+        // Blank lines inside the block have no indentation: compare with the next real line.
+        let next = (l + 1..=file.line_count() as usize)
+            .find(|n| !file.line_text(*n as u32).trim().is_empty())
+            .unwrap_or(l + 1);
+        (tail.ends_with('|') || tail.ends_with('>')) && indent(l) < indent(next)
     };
     let mut l = line;
     while l >= 1 {

@@ -25,6 +25,8 @@ pub struct MachineDoc {
 /// The `data` section of a machine.
 #[derive(Clone, Debug, Default)]
 pub struct MachineData {
+    /// Whether the document has a `data` map (checks of its content are skipped otherwise).
+    pub present: bool,
     /// Where `data` is, or the document when it is missing.
     pub span: Span,
     /// `name`.
@@ -65,6 +67,8 @@ pub enum AgentRef {
     Path(Spanned<String>),
     /// An inline `spec: flatagent` document.
     Inline(Node),
+    /// A value of a shape no adapter accepts (already reported); kept so the name is known.
+    Invalid(Span),
     /// `{type, ref?, config?}`: an adapter registered under `type`.
     Typed {
         /// The adapter type name.
@@ -94,6 +98,8 @@ pub enum MachineRef {
     Path(Spanned<String>),
     /// An inline `spec: flatmachine` document.
     Inline(Node),
+    /// A value of another shape (already reported); kept so the name is known.
+    Invalid(Span),
 }
 
 /// A state.
@@ -362,6 +368,7 @@ fn parse_data(node: &Node, diags: &mut Diagnostics) -> MachineData {
     let Some(f) = Fields::of(node, "`data`", DATA, diags) else {
         return data;
     };
+    data.present = true;
     data.name = f.string("name", "`data`", diags);
     data.expression_engine = f.string("expression_engine", "`data`", diags);
     data.context = f.node("context").cloned();
@@ -375,11 +382,9 @@ fn parse_data(node: &Node, diags: &mut Diagnostics) -> MachineData {
             Some(entries) => {
                 data.agents = entries
                     .iter()
-                    .filter_map(|(k, v)| {
-                        Some(AgentEntry {
-                            name: key(k),
-                            reference: parse_agent_ref(v, diags)?,
-                        })
+                    .map(|(k, v)| AgentEntry {
+                        name: key(k),
+                        reference: parse_agent_ref(v, diags).unwrap_or(AgentRef::Invalid(v.span)),
                     })
                     .collect()
             }
@@ -395,7 +400,7 @@ fn parse_data(node: &Node, diags: &mut Diagnostics) -> MachineData {
             Some(entries) => {
                 data.machines = entries
                     .iter()
-                    .filter_map(|(k, v)| {
+                    .map(|(k, v)| {
                         let reference = match &v.value {
                             Value::Str(s) => MachineRef::Path(Spanned::new(s.clone(), v.span)),
                             Value::Map(_) => MachineRef::Inline(v.clone()),
@@ -412,10 +417,10 @@ fn parse_data(node: &Node, diags: &mut Diagnostics) -> MachineData {
                                     )
                                     .help("write `name: ./child.yml`"),
                                 );
-                                return None;
+                                MachineRef::Invalid(v.span)
                             }
                         };
-                        Some(MachineEntry { name: key(k), reference })
+                        MachineEntry { name: key(k), reference }
                     })
                     .collect()
             }
