@@ -14,8 +14,15 @@ use std::path::PathBuf;
 pub enum SourceText {
     /// `include_str!` of this absolute path (also tracks the file for rebuilds).
     File(PathBuf),
-    /// The text itself (inline YAML).
+    /// The text itself (inline YAML); references resolve against the working directory.
     Inline(String),
+    /// The text itself, with the directory its references resolve against.
+    InlineAt {
+        /// The YAML.
+        text: String,
+        /// Absolute directory of the file the YAML is written in.
+        dir: PathBuf,
+    },
 }
 
 /// What the generator needs besides the project.
@@ -101,14 +108,20 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
             let lit = Literal::string(&p.to_string_lossy());
             quote!(include_str!(#lit))
         }
-        SourceText::Inline(text) => {
+        SourceText::Inline(text) | SourceText::InlineAt { text, .. } => {
             let lit = Literal::string(text);
             quote!(#lit)
         }
     };
+    let dir = match &options.source {
+        SourceText::File(p) => p.parent().map(|d| d.to_path_buf()).unwrap_or_default(),
+        SourceText::InlineAt { dir, .. } => dir.clone(),
+        SourceText::Inline(_) => PathBuf::from("."),
+    };
+    let dir_lit = Literal::string(&dir.to_string_lossy());
     let own_file = match &options.source {
         SourceText::File(p) => Some(p),
-        SourceText::Inline(_) => None,
+        SourceText::Inline(_) | SourceText::InlineAt { .. } => None,
     };
     // The machine's own file is already tracked by `include_str!`.
     let tracked = options
@@ -178,8 +191,25 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
             /// The machine's name (`data.name`).
             pub const NAME: &str = #name_lit;
 
-            /// The machine's YAML, as it was compiled.
+                        /// The machine's YAML, as it was compiled.
             pub const SOURCE: &str = #source;
+
+            /// The directory the machine's agent and machine references resolve against.
+            pub const DIR: &str = #dir_lit;
+
+            /// The machine, ready to run with a [`::flatmachines::Runtime`].
+            pub fn machine() -> ::core::result::Result<::flatmachines::Machine, ::flatmachines::Error> {
+                ::flatmachines::Machine::from_yaml(SOURCE, DIR)
+            }
+
+            /// Runs the machine from its initial state with `input` and returns its output.
+            pub async fn execute(
+                rt: &::flatmachines::Runtime,
+                input: ::flatmachines::__private::serde_json::Value,
+            ) -> ::core::result::Result<::flatmachines::__private::serde_json::Value, ::flatmachines::Error> {
+                let machine = machine()?;
+                rt.run(&machine, input).await
+            }
 
             #enum_def
 

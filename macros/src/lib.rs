@@ -111,8 +111,9 @@ pub fn flatmachine(input: TokenStream) -> TokenStream {
         .iter()
         .map(|p| absolute(p))
         .collect();
+    let dir = absolute(file.parent().unwrap_or(Path::new(".")));
     let options = Options {
-        source: SourceText::Inline(text),
+        source: SourceText::InlineAt { text, dir },
         tracked,
     };
     expand(&checked, &options, span)

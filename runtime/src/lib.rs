@@ -12,9 +12,21 @@
 //! with no way out is a compile error pointing into the YAML. The same checks run from the
 //! command line with `flatmachines check machine.yml` (feature `cli`).
 
+pub mod agent;
+pub mod condition;
+mod error;
+mod executor;
+pub mod hooks;
+mod machine;
+mod runtime;
 mod state;
+mod strategy;
+pub mod template;
 
+pub use error::Error;
 pub use flatmachines_macros::{flatmachine, include_machine};
+pub use machine::Machine;
+pub use runtime::{RunOptions, Runtime, RuntimeBuilder};
 pub use state::UnknownState;
 
 /// The front end (loading, checking, diagnostics), for tools built on flatmachines.
@@ -25,5 +37,6 @@ pub use flatmachines_compiler as compiler;
 pub mod __private {
     pub use crate::state::UnknownState;
     pub use serde;
+    pub use serde_json;
     pub use std::string::String;
 }

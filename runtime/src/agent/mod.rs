@@ -1,0 +1,295 @@
+//! Agents: the adapter contract (`hooks-adapters-cli.md` §4), the registry keyed by type name,
+//! and the built-in adapters `echo` and `flatagent`.
+
+mod echo;
+mod flatagent;
+
+pub use echo::EchoAdapter;
+pub use flatagent::FlatAgentAdapter;
+
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A boxed future, as adapters return them.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What an agent call produced (`AgentResult` of the reference).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AgentResult {
+    /// Structured output.
+    pub output: Option<Value>,
+    /// Raw text.
+    pub content: Option<String>,
+    /// Token and call counts: `input_tokens`, `output_tokens`, `api_calls`, optional `cost`.
+    pub usage: Option<Value>,
+    /// A number, or `{input, output, cache_read, cache_write, total}`.
+    pub cost: Option<Value>,
+    /// Adapter-specific; `tool_results` is surfaced to hooks.
+    pub metadata: Option<Value>,
+    /// `stop`, `length`, `tool_use`, `error`, …
+    pub finish_reason: Option<String>,
+    /// `{code, type, message, status_code?, retryable}`: set means the call failed.
+    pub error: Option<Value>,
+    /// `{limited, retry_after?, windows?}`.
+    pub rate_limit: Option<Value>,
+    /// `{provider?, model?, request_id?, raw_headers?}`.
+    pub provider_data: Option<Value>,
+    /// `[{id, name, arguments}]`.
+    pub tool_calls: Option<Value>,
+    /// The user prompt as sent.
+    pub rendered_user_prompt: Option<String>,
+}
+
+impl AgentResult {
+    /// A successful result whose output is `output`.
+    pub fn with_output(output: Value) -> Self {
+        AgentResult {
+            output: Some(output),
+            ..AgentResult::default()
+        }
+    }
+
+    /// `output` if set, else `{"content": content}` if set, else `{}`.
+    pub fn output_payload(&self) -> Value {
+        match (&self.output, &self.content) {
+            (Some(o), _) if !o.is_null() => o.clone(),
+            (_, Some(c)) => Value::Object(Map::from_iter([(
+                "content".into(),
+                Value::String(c.clone()),
+            )])),
+            _ => Value::Object(Map::new()),
+        }
+    }
+
+    /// Consumes the result into its payload (see [`AgentResult::output_payload`]).
+    pub fn into_payload(self) -> Value {
+        match (self.output, self.content) {
+            (Some(o), _) if !o.is_null() => o,
+            (_, Some(c)) => Value::Object(Map::from_iter([("content".into(), Value::String(c))])),
+            _ => Value::Object(Map::new()),
+        }
+    }
+
+    /// `"<type>: <message>"`, the text the machine raises for a failed result.
+    pub fn error_text(&self) -> Option<String> {
+        let e = self.error.as_ref()?;
+        let ty = e
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("AgentError");
+        let msg = e
+            .get("message")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("unknown");
+        Some(format!("{ty}: {msg}"))
+    }
+
+    /// Whether the error, if any, may be retried.
+    pub fn retryable(&self) -> bool {
+        self.error
+            .as_ref()
+            .and_then(|e| e.get("retryable"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
+    /// Number of API calls reported: `usage.api_calls`, else `usage.requests` or `usage.calls`.
+    pub fn api_calls(&self) -> i64 {
+        let Some(usage) = &self.usage else { return 0 };
+        let pick = |k: &str| usage.get(k).filter(|v| !v.is_null());
+        let v = match pick("api_calls") {
+            Some(v) => Some(v),
+            None => pick("requests")
+                .filter(|v| truthy_num(v))
+                .or_else(|| pick("calls")),
+        };
+        v.and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+            .unwrap_or(0)
+    }
+
+    /// Cost for the machine's `total_cost`: `cost` as a number or its map `total`, else the same
+    /// read of `usage.cost` when `cost` is null.
+    pub fn machine_cost(&self) -> f64 {
+        match &self.cost {
+            Some(c) if !c.is_null() => cost_number(c).unwrap_or(0.0),
+            _ => self
+                .usage
+                .as_ref()
+                .and_then(|u| u.get("cost"))
+                .and_then(cost_number)
+                .unwrap_or(0.0),
+        }
+    }
+}
+
+fn truthy_num(v: &Value) -> bool {
+    v.as_f64().is_some_and(|f| f != 0.0)
+}
+
+fn cost_number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::Object(m) => m.get("total").and_then(Value::as_f64),
+        _ => None,
+    }
+}
+
+/// An exception raised by an adapter or executor (as opposed to a failed [`AgentResult`]).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentFailure {
+    /// The error class name `on_error` maps match on (`ValueError`, `TimeoutError`, …).
+    pub kind: String,
+    /// The message (`context.last_error`).
+    pub message: String,
+}
+
+impl AgentFailure {
+    /// A failure of class `kind`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        AgentFailure {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How an agent is declared, after the compiler resolved its files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    /// The adapter type (`flatagent`, `echo`, or a user's).
+    pub ty: String,
+    /// `ref`, for adapters that interpret it.
+    pub reference: Option<String>,
+    /// `config`, or for `flatagent` the whole agent document.
+    pub config: Option<Value>,
+    /// The directory relative references resolve against.
+    pub dir: PathBuf,
+}
+
+/// What an adapter knows about the machine creating an executor.
+#[derive(Clone, Debug)]
+pub struct AdapterContext {
+    /// The machine's config directory.
+    pub config_dir: PathBuf,
+    /// `data.settings`.
+    pub settings: Value,
+    /// `data.name`.
+    pub machine_name: String,
+    /// Model profiles visible to the machine (`data.model_profiles` and friends), if any.
+    pub profiles: Option<Value>,
+}
+
+/// Runs one agent. Executors are created once per agent name and reused.
+pub trait AgentExecutor: Send + Sync {
+    /// Calls the agent with the rendered `input`. `context` is the live machine context.
+    fn execute<'a>(
+        &'a self,
+        input: Value,
+        context: &'a Value,
+    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>>;
+
+    /// The agent document's `metadata` (read by `mdap_voting`).
+    fn metadata(&self) -> Option<&Value> {
+        None
+    }
+}
+
+/// Creates executors for one agent type.
+pub trait AgentAdapter: Send + Sync {
+    /// The `type` name this adapter serves.
+    fn type_name(&self) -> &str;
+
+    /// Builds the executor for agent `name`.
+    fn create_executor(
+        &self,
+        name: &str,
+        spec: &AgentSpec,
+        context: &AdapterContext,
+    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure>;
+}
+
+/// Adapters by type name.
+#[derive(Clone, Default)]
+pub struct AdapterRegistry {
+    adapters: HashMap<String, Arc<dyn AgentAdapter>>,
+}
+
+impl std::fmt::Debug for AdapterRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.adapters.keys().collect();
+        names.sort();
+        f.debug_struct("AdapterRegistry")
+            .field("types", &names)
+            .finish()
+    }
+}
+
+impl AdapterRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        AdapterRegistry::default()
+    }
+
+    /// The built-in adapters: `flatagent` and `echo`.
+    pub fn builtin() -> Self {
+        let mut r = AdapterRegistry::new();
+        r.register(Arc::new(EchoAdapter));
+        r.register(Arc::new(FlatAgentAdapter::new()));
+        r
+    }
+
+    /// Registers (or replaces) the adapter for its type name.
+    pub fn register(&mut self, adapter: Arc<dyn AgentAdapter>) {
+        self.adapters
+            .insert(adapter.type_name().to_string(), adapter);
+    }
+
+    /// The adapter for `ty`.
+    pub fn get(&self, ty: &str) -> Result<&Arc<dyn AgentAdapter>, AgentFailure> {
+        self.adapters.get(ty).ok_or_else(|| {
+            AgentFailure::new(
+                "KeyError",
+                format!("\"No agent adapter registered for type '{ty}'\""),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payload_and_metrics_follow_the_reference() {
+        let r = AgentResult {
+            content: Some("hi".into()),
+            usage: Some(json!({"requests": 2, "cost": {"total": 0.5}})),
+            ..AgentResult::default()
+        };
+        assert_eq!(r.output_payload(), json!({"content": "hi"}));
+        assert_eq!(r.api_calls(), 2);
+        assert_eq!(r.machine_cost(), 0.5);
+        let r = AgentResult {
+            cost: Some(json!({"input": 1})),
+            usage: Some(json!({"api_calls": 1, "cost": 3})),
+            ..AgentResult::default()
+        };
+        // A map cost without `total` adds nothing and does not fall back to usage.cost.
+        assert_eq!(r.machine_cost(), 0.0);
+        assert_eq!(AgentResult::default().output_payload(), json!({}));
+        let e = AgentResult {
+            error: Some(json!({"type": "RateLimitError", "message": "slow", "retryable": true})),
+            ..AgentResult::default()
+        };
+        assert_eq!(e.error_text().unwrap(), "RateLimitError: slow");
+        assert!(e.retryable());
+    }
+}

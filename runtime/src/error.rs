@@ -1,0 +1,67 @@
+//! The errors a run can end with. Each names the machine and, where there is one, the state.
+
+/// Why a machine could not be loaded or a run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The machine does not pass the compiler's checks.
+    #[error("machine `{machine}` has errors:\n{diagnostics}")]
+    Invalid {
+        /// The machine file or name.
+        machine: String,
+        /// The rendered diagnostics, as `flatmachines check` prints them.
+        diagnostics: String,
+    },
+    /// An error inside a state that no `on_error` recovered.
+    #[error("machine `{machine}`, state `{state}`: {kind}: {message}")]
+    State {
+        /// `data.name`.
+        machine: String,
+        /// The state that failed.
+        state: String,
+        /// The error class, as `on_error` maps match it (`RuntimeError`, `ValueError`, …).
+        kind: String,
+        /// The message (what `context.last_error` holds).
+        message: String,
+    },
+    /// A transition condition failed to evaluate; like the reference, this bypasses `on_error`.
+    #[error("machine `{machine}`, state `{state}`: condition `{condition}` failed: {message}")]
+    Condition {
+        /// `data.name`.
+        machine: String,
+        /// The state whose transitions were evaluated.
+        state: String,
+        /// The condition text.
+        condition: String,
+        /// Why it failed.
+        message: String,
+    },
+    /// The initial `context` did not render.
+    #[error("machine `{machine}`: the initial context does not render: {message}")]
+    InitialContext {
+        /// `data.name`.
+        machine: String,
+        /// Why.
+        message: String,
+    },
+    /// A feature the runtime does not support yet.
+    #[error("machine `{machine}`, state `{state}`: {feature} is not supported yet")]
+    Unsupported {
+        /// `data.name`.
+        machine: String,
+        /// The state using it.
+        state: String,
+        /// What is missing.
+        feature: String,
+    },
+}
+
+impl Error {
+    /// The error class name, for errors raised inside a state.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            Error::State { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! The runtime: adapters and hooks shared by every run.
+
+use crate::agent::{AdapterRegistry, AgentAdapter};
+use crate::error::Error;
+use crate::hooks::{MachineHooks, NoHooks};
+use crate::machine::Machine;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// At most this many states execute (default: `settings.max_steps`, else 1000).
+    pub max_steps: Option<u64>,
+    /// Stop once adapters have reported this many API calls.
+    pub max_agent_calls: Option<i64>,
+    /// The execution id (default: a new UUID).
+    pub execution_id: Option<String>,
+    /// The parent's execution id, for child machines.
+    pub parent_execution_id: Option<String>,
+}
+
+/// Adapters, hooks and settings shared by runs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) adapters: AdapterRegistry,
+    pub(crate) hooks: Arc<dyn MachineHooks>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("adapters", &self.adapters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime::new()
+    }
+}
+
+impl Runtime {
+    /// A runtime with the built-in adapters (`flatagent`, `echo`) and no hooks.
+    pub fn new() -> Self {
+        Runtime::builder().build()
+    }
+
+    /// A builder to add adapters and hooks.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            adapters: AdapterRegistry::builtin(),
+            hooks: Arc::new(NoHooks),
+        }
+    }
+
+    /// Runs `machine` from the start with `input` and returns its output.
+    pub async fn run(&self, machine: &Machine, input: Value) -> Result<Value, Error> {
+        self.run_with(machine, input, RunOptions::default()).await
+    }
+
+    /// Runs `machine` with options.
+    pub async fn run_with(
+        &self,
+        machine: &Machine,
+        input: Value,
+        options: RunOptions,
+    ) -> Result<Value, Error> {
+        crate::executor::run(self, machine, input, options).await
+    }
+}
+
+/// Builds a [`Runtime`].
+pub struct RuntimeBuilder {
+    adapters: AdapterRegistry,
+    hooks: Arc<dyn MachineHooks>,
+}
+
+impl RuntimeBuilder {
+    /// Registers an agent adapter (replacing a built-in one of the same type name).
+    pub fn adapter(mut self, adapter: impl AgentAdapter + 'static) -> Self {
+        self.adapters.register(Arc::new(adapter));
+        self
+    }
+
+    /// Uses `hooks` for every run.
+    pub fn hooks(mut self, hooks: impl MachineHooks + 'static) -> Self {
+        self.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// The runtime.
+    pub fn build(self) -> Runtime {
+        Runtime {
+            adapters: self.adapters,
+            hooks: self.hooks,
+        }
+    }
+}

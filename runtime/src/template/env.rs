@@ -1,0 +1,1602 @@
+//! The minijinja environment, configured to behave like the reference's Jinja2 environments.
+//!
+//! minijinja 3 already follows Jinja2 closely (`True`/`None` printing, lenient undefined,
+//! `//` and `/`, one trailing newline removed). What differs observably is replaced here:
+//!
+//! * printing (`finalize` of the machine environment; Python `str()` everywhere);
+//! * filters whose output text, arguments or errors differ: `string`, `join`, `tojson`,
+//!   `int`, `float`, `round`, `sum`, `length`/`count`, `default`/`d`, `title`, `indent`,
+//!   `pprint`; `fromjson` (machine environment only); and the stock Jinja2 filters and
+//!   globals minijinja lacks (`wordcount`, `truncate`, `center`, `striptags`,
+//!   `filesizeformat`, `urlencode`, `forceescape`, `wordwrap`, `xmlattr`, `joiner`,
+//!   `cycler`; not `lipsum`);
+//! * Python methods on strings, dicts and lists (`s.upper()`, `d.items()`, `d.get(k, x)`),
+//!   which Jinja2 gets from Python for free;
+//! * template names: templates are cached under their source text, so the name-based
+//!   autoescape guess and `{% include %}` lookups must not see them;
+//! * size limits: `format`, `center`, `indent`, `batch`, `slice`… refuse absurd widths and
+//!   counts with `MemoryError` instead of exhausting memory (minijinja guards `*` and
+//!   `range` itself).
+
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
+
+use super::error::PyErr;
+use super::pyrepr::{self, JsonStyle};
+use super::value::{PyDict, to_value};
+
+thread_local! {
+    /// Set while [`super::Templates`] itself asks for a template: the loader compiles the
+    /// requested name as source text only then, so `{% include "x" %}` in a template fails
+    /// like it does in the reference (whose environment has no loader) instead of rendering
+    /// the literal text `x`.
+    static LOADING: Cell<bool> = const { Cell::new(false) };
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many templates this thread compiled (tests check the cache with it).
+    pub(crate) static COMPILED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Runs `f` with template loading enabled on this thread.
+pub(crate) fn with_loading<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LOADING.with(|l| l.set(self.0));
+        }
+    }
+    let _reset = Reset(LOADING.with(|l| l.replace(true)));
+    f()
+}
+
+/// Jinja2 splits template source on `\r\n`, `\r` and `\n` and joins the lines with `\n`
+/// before lexing, so every newline in the template (data and string literals alike) becomes
+/// `\n`.
+pub(crate) fn normalize_newlines(src: &str) -> std::borrow::Cow<'_, str> {
+    if src.contains('\r') {
+        std::borrow::Cow::Owned(src.replace("\r\n", "\n").replace('\r', "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(src)
+    }
+}
+
+/// Builds an environment: `machine` selects the machine value-template flavour (JSON
+/// finalize and `fromjson`), otherwise the plain agent-prompt flavour.
+pub(crate) fn build(machine: bool) -> Environment<'static> {
+    let mut env = Environment::new();
+    // Lenient is Jinja2's default `Undefined`: printing and iterating an undefined value is
+    // fine, looking something up on it is an error.
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    // Debug mode records where undefined values come from; error messages are built from
+    // that (`'dict object' has no attribute 'x'`). It costs nothing until a value is
+    // undefined, and keeps release and debug builds identical.
+    env.set_debug(true);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_loader(|name| {
+        if !LOADING.with(Cell::get) {
+            return Ok(None);
+        }
+        #[cfg(test)]
+        COMPILED.with(|c| c.set(c.get() + 1));
+        Ok(Some(normalize_newlines(name).into_owned()))
+    });
+    // No up-to-date checks: a template's source is its name, it never changes.
+    env.set_auto_reload(false);
+
+    if machine {
+        env.set_formatter(|out, _state, value| {
+            if value.is_undefined() {
+                return Ok(());
+            }
+            // The reference's finalize: `json.dumps(v) if isinstance(v, (list, dict)) else v`.
+            // Tuples are not lists there, so they print as `(1, 2)`.
+            let text = match value.kind() {
+                ValueKind::Seq if !value.is_tuple() => dumps_or_err(value)?,
+                // Slices and other sized iterables are lists in Python.
+                ValueKind::Iterable if value.len().is_some() => dumps_or_err(value)?,
+                ValueKind::Map => dumps_or_err(value)?,
+                _ => pyrepr::mj_str(value),
+            };
+            out.write_str(&text)
+                .map_err(|_| Error::from(ErrorKind::WriteFailure))
+        });
+        env.add_filter("fromjson", fromjson);
+    } else {
+        env.set_formatter(|out, _state, value| {
+            let mut text = String::new();
+            pyrepr::write_mj_str(&mut text, value);
+            out.write_str(&text)
+                .map_err(|_| Error::from(ErrorKind::WriteFailure))
+        });
+    }
+
+    env.add_filter("string", |v: &Value| Value::from(pyrepr::mj_str(v)));
+    env.add_filter("join", join);
+    env.add_filter("tojson", tojson);
+    env.add_filter("int", int);
+    env.add_filter("float", float);
+    env.add_filter("title", title);
+    env.add_filter("pprint", |v: &Value| {
+        let mut out = String::new();
+        pyrepr::write_mj_repr(&mut out, v, 0);
+        out
+    });
+    env.add_filter("wordcount", |s: &str| {
+        // Jinja2: `len(re.compile(r"\w+").findall(s))`.
+        s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .filter(|w| !w.is_empty())
+            .count()
+    });
+    env.add_filter("truncate", truncate);
+    env.add_filter("center", |s: &str, width: Option<usize>| {
+        Ok::<_, Error>(center(s, pad_width(width.unwrap_or(80))?))
+    });
+    env.add_filter("striptags", striptags);
+    env.add_filter("filesizeformat", filesizeformat);
+    env.add_filter("urlencode", urlencode);
+    env.add_filter("forceescape", |s: &str| html_escape(s));
+    env.add_filter("wordwrap", wordwrap);
+    env.add_filter("xmlattr", xmlattr);
+    env.add_filter("round", round);
+    env.add_filter("default", default);
+    env.add_filter("d", default);
+    env.add_filter("indent", indent);
+    env.add_filter(
+        "batch",
+        |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            // With a fill value every batch is padded to `count` items.
+            if fill.is_some() && count > MAX_ITEMS {
+                return Err(py_error("MemoryError", "batch size is too large"));
+            }
+            minijinja::filters::batch(state, value, count, fill)
+        },
+    );
+    env.add_filter(
+        "slice",
+        |state: &State, value: Value, count: usize, fill: Option<Value>| {
+            if count > MAX_ITEMS {
+                return Err(py_error("MemoryError", "slice count is too large"));
+            }
+            minijinja::filters::slice(state, value, count, fill)
+        },
+    );
+    env.add_filter("format", format);
+    env.add_filter("length", length);
+    env.add_filter("count", length);
+    env.add_filter("sum", sum);
+    env.add_function("joiner", |sep: Option<String>| {
+        Value::from_object(Joiner {
+            sep: sep.unwrap_or_else(|| ", ".into()),
+            used: AtomicBool::new(false),
+        })
+    });
+    env.add_function("cycler", |items: Rest<Value>| {
+        Value::from_object(Cycler {
+            items: items.0,
+            pos: AtomicUsize::new(0),
+        })
+    });
+    env.add_test("callable", |v: &Value| {
+        matches!(v.kind(), ValueKind::Plain) && v.as_object().is_some()
+    });
+    // Jinja2 has no `debug()` global (minijinja's would print every variable).
+    env.remove_global("debug");
+    env.set_unknown_method_callback(call_method);
+    env
+}
+
+fn dumps_or_err(value: &Value) -> Result<String, Error> {
+    pyrepr::mj_dumps(value, JsonStyle::default()).map_err(|m| py_error("TypeError", m))
+}
+
+/// An error carrying the Python exception class the reference would raise.
+pub(crate) fn py_error(class: &'static str, message: impl Into<String>) -> Error {
+    let message = message.into();
+    Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(PyErr { class, message })
+}
+
+/// An `UndefinedError` for `v`, pointing at the expression that produced it (minijinja only
+/// attaches the origin to errors it creates itself, so ask it to look something up).
+pub(crate) fn undefined_error(v: &Value) -> Error {
+    match v.get_attr("__undefined__") {
+        Err(err) => err,
+        Ok(_) => Error::from(ErrorKind::UndefinedError),
+    }
+}
+
+/// `fromjson`: Python `json.loads`.
+fn fromjson(v: &Value) -> Result<Value, Error> {
+    let Some(text) = v.as_str() else {
+        if v.is_undefined() {
+            return Err(py_error(
+                "TypeError",
+                "the JSON object must be str, bytes or bytearray, not Undefined",
+            ));
+        }
+        return Err(py_error(
+            "TypeError",
+            format!(
+                "the JSON object must be str, bytes or bytearray, not {}",
+                pyrepr::py_type_name(v)
+            ),
+        ));
+    };
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(json) => Ok(to_value(&json)),
+        Err(e) => Err(py_error("JSONDecodeError", json_error_message(text, &e))),
+    }
+}
+
+/// Python's `json.JSONDecodeError` text for the common failures: `Expecting value: line 1
+/// column 1 (char 0)`, `Extra data: …`, `Expecting ',' delimiter: …`.
+fn json_error_message(text: &str, e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let what = if msg.starts_with("trailing characters") {
+        "Extra data"
+    } else if msg.starts_with("expected `,` or")
+        || msg.starts_with("EOF while parsing a list")
+        || msg.starts_with("EOF while parsing an object")
+    {
+        "Expecting ',' delimiter"
+    } else if msg.starts_with("expected `:`") {
+        "Expecting ':' delimiter"
+    } else if msg.starts_with("key must be a string") {
+        "Expecting property name enclosed in double quotes"
+    } else if msg.starts_with("EOF while parsing a string") {
+        "Unterminated string starting at"
+    } else if msg.starts_with("control character") {
+        "Invalid control character at"
+    } else if msg.starts_with("invalid escape") {
+        "Invalid \\escape"
+    } else {
+        "Expecting value"
+    };
+    // serde_json reports 1-based line and column of the offending character; Python counts
+    // columns from 1 and characters from 0.
+    let total = text.chars().count();
+    if e.classify() == serde_json::error::Category::Eof {
+        // Python points just past the end of the text.
+        let line = text.matches('\n').count() + 1;
+        let column = text.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        return format!("{what}: line {line} column {column} (char {total})");
+    }
+    let (line, column) = (e.line().max(1), e.column().max(1));
+    let line_start: usize = text
+        .split_inclusive('\n')
+        .take(line - 1)
+        .map(|l| l.chars().count())
+        .sum();
+    let pos = (line_start + column - 1).min(total);
+    format!("{what}: line {line} column {column} (char {pos})")
+}
+
+/// `join(d='', attribute=None)`: items joined with Python `str()`.
+fn join(
+    value: &Value,
+    joiner: Option<&str>,
+    attribute: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let joiner = match joiner {
+        Some(j) => j.to_owned(),
+        None => kwargs.get::<Option<String>>("d")?.unwrap_or_default(),
+    };
+    let attribute = match attribute {
+        Some(a) => Some(a.to_owned()),
+        None => kwargs.get::<Option<String>>("attribute")?,
+    };
+    kwargs.assert_all_used()?;
+    let mut out = String::new();
+    for (i, item) in value.try_iter()?.enumerate() {
+        if i > 0 {
+            out.push_str(&joiner);
+        }
+        let item = match &attribute {
+            Some(path) => attribute_path(&item, path)?,
+            None => item,
+        };
+        pyrepr::write_mj_str(&mut out, &item);
+    }
+    Ok(out)
+}
+
+/// Jinja2's dotted attribute paths in filters (`map(attribute='a.b')`, `join(attribute=…)`),
+/// where integer segments index lists.
+fn attribute_path(item: &Value, path: &str) -> Result<Value, Error> {
+    let mut cur = item.clone();
+    for part in path.split('.') {
+        cur = match part.parse::<i64>() {
+            Ok(i) => cur.get_item(&Value::from(i))?,
+            Err(_) => cur.get_attr(part)?,
+        };
+    }
+    Ok(cur)
+}
+
+/// `tojson(indent=None)`: `json.dumps(v, sort_keys=True)` with `<>&'` escaped.
+fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let indent = match indent {
+        Some(i) => Some(i),
+        None => kwargs.get::<Option<Value>>("indent")?,
+    };
+    kwargs.assert_all_used()?;
+    let indent = match indent {
+        Some(i) if i.is_none() => None,
+        Some(i) => {
+            let n =
+                i64::try_from(i).map_err(|_| py_error("TypeError", "indent must be an integer"))?;
+            // Every nesting level repeats the indent: keep it small enough to stay bounded.
+            if n > 10_000 {
+                return Err(py_error("MemoryError", "indent is too large"));
+            }
+            Some(n.max(0) as usize)
+        }
+        None => None,
+    };
+    let style = JsonStyle {
+        sort_keys: true,
+        html_safe: true,
+        indent,
+    };
+    if value.is_undefined() {
+        return Err(py_error(
+            "TypeError",
+            "Object of type Undefined is not JSON serializable",
+        ));
+    }
+    let text = pyrepr::mj_dumps(value, style).map_err(|m| py_error("TypeError", m))?;
+    Ok(Value::from_safe_string(text))
+}
+
+/// Python `str.strip()` whitespace.
+pub(crate) fn is_py_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python `int(s, base)` on a string: optional sign, digits with single underscores between
+/// them, and for base 16/8/2 an optional matching prefix.
+fn parse_py_int(s: &str, base: u32) -> Option<i128> {
+    let s = s.trim_matches(is_py_space);
+    let (neg, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let digits = match base {
+        16 => lower
+            .strip_prefix("0x")
+            .map(|d| d.trim_start_matches('_'))
+            .unwrap_or(&lower),
+        8 => lower
+            .strip_prefix("0o")
+            .map(|d| d.trim_start_matches('_'))
+            .unwrap_or(&lower),
+        2 => lower
+            .strip_prefix("0b")
+            .map(|d| d.trim_start_matches('_'))
+            .unwrap_or(&lower),
+        _ => &lower,
+    };
+    if digits.is_empty()
+        || digits.starts_with('_')
+        || digits.ends_with('_')
+        || digits.contains("__")
+    {
+        return None;
+    }
+    let clean: String = digits.chars().filter(|c| *c != '_').collect();
+    // `from_str_radix` would accept a second sign (`"--5"`); Python does not.
+    if !clean.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let v = i128::from_str_radix(&clean, base).ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Python `float(s)` on a string.
+pub(crate) fn parse_py_float(s: &str) -> Option<f64> {
+    let s = s.trim_matches(is_py_space);
+    let lower = s.to_ascii_lowercase();
+    let body = lower.trim_start_matches(['+', '-']);
+    if matches!(body, "inf" | "infinity" | "nan") {
+        return lower.parse::<f64>().ok();
+    }
+    if body.is_empty() || !body.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
+        return None;
+    }
+    // Underscores are allowed only between digits.
+    let bytes = s.as_bytes();
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'_' {
+            let ok = i > 0
+                && bytes[i - 1].is_ascii_digit()
+                && bytes.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if !ok {
+                return None;
+            }
+        }
+    }
+    s.replace('_', "").parse::<f64>().ok()
+}
+
+fn int_from_f64(f: f64) -> Option<Value> {
+    if !f.is_finite() {
+        return None;
+    }
+    let t = f.trunc();
+    if t.abs() < 1.7e38 {
+        Some(Value::from(t as i128))
+    } else {
+        None
+    }
+}
+
+/// `int(default=0, base=10)` as Jinja2 does it: `int(v)`, else `int(float(v))`, else the
+/// default; an undefined value raises.
+fn int(
+    value: &Value,
+    default: Option<Value>,
+    base: Option<u32>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let default = match default {
+        Some(d) => d,
+        None => kwargs
+            .get::<Option<Value>>("default")?
+            .unwrap_or(Value::from(0)),
+    };
+    let base = match base {
+        Some(b) => b,
+        None => kwargs.get::<Option<u32>>("base")?.unwrap_or(10),
+    };
+    kwargs.assert_all_used()?;
+    if value.is_undefined() {
+        return Err(undefined_error(value));
+    }
+    let rv = match value.kind() {
+        ValueKind::Bool => Some(Value::from(i64::from(value.is_true()))),
+        ValueKind::Number if value.is_integer() => Some(value.clone()),
+        ValueKind::Number => int_from_f64(f64::try_from(value.clone()).unwrap_or(f64::NAN)),
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default();
+            if (2..=36).contains(&base) {
+                parse_py_int(s, base)
+                    .map(Value::from)
+                    .or_else(|| parse_py_float(s).and_then(int_from_f64))
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    Ok(rv.unwrap_or(default))
+}
+
+/// `float(default=0.0)`: Python `float(v)`, else the default; an undefined value raises.
+fn float(value: &Value, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let default = match default {
+        Some(d) => d,
+        None => kwargs
+            .get::<Option<Value>>("default")?
+            .unwrap_or(Value::from(0.0)),
+    };
+    kwargs.assert_all_used()?;
+    if value.is_undefined() {
+        return Err(undefined_error(value));
+    }
+    let rv = match value.kind() {
+        ValueKind::Bool => Some(if value.is_true() { 1.0 } else { 0.0 }),
+        ValueKind::Number => f64::try_from(value.clone()).ok(),
+        ValueKind::String => parse_py_float(value.as_str().unwrap_or_default()),
+        _ => None,
+    };
+    Ok(rv.map(Value::from).unwrap_or(default))
+}
+
+/// Jinja2's `title`: words start after `-`, whitespace, `(`, `{`, `[` or `<`; the first
+/// character of a word is upper-cased and the rest lower-cased (so `don't` → `Don't`).
+fn title(v: &Value) -> String {
+    let s = pyrepr::mj_str(v);
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if matches!(c, '-' | '(' | '{' | '[' | '<') || c.is_whitespace() {
+            out.push(c);
+            start = true;
+        } else if start {
+            out.extend(c.to_uppercase());
+            start = false;
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// `truncate(length=255, killwords=False, end='...', leeway=None)`.
+fn truncate(
+    s: &str,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<&str>,
+    leeway: Option<usize>,
+) -> String {
+    let length = length.unwrap_or(255);
+    let end = end.unwrap_or("...");
+    let leeway = leeway.unwrap_or(5);
+    let count = s.chars().count();
+    if count <= length.saturating_add(leeway) {
+        return s.to_owned();
+    }
+    let keep = length.saturating_sub(end.chars().count());
+    let head: String = s.chars().take(keep).collect();
+    if killwords.unwrap_or(false) {
+        return head + end;
+    }
+    let cut = head.rsplit_once(' ').map_or(head.as_str(), |(a, _)| a);
+    format!("{cut}{end}")
+}
+
+/// Padding wider than this is refused (minijinja refuses `'x' * n` beyond the same size), so
+/// a template cannot make the process allocate without bound.
+const MAX_PAD: usize = 100_000_000;
+
+/// A padding width argument: negative means none, huge is an error.
+fn pad_width(width: impl TryInto<i64>) -> Result<usize, Error> {
+    let width = width.try_into().unwrap_or(i64::MAX).max(0);
+    usize::try_from(width)
+        .ok()
+        .filter(|w| *w <= MAX_PAD)
+        .ok_or_else(|| py_error("MemoryError", "padded string is too large"))
+}
+
+/// Filters whose argument says how many items to create refuse more than this.
+const MAX_ITEMS: usize = 10_000_000;
+
+/// Python `str.center(width)`.
+fn center(s: &str, width: usize) -> String {
+    let len = s.chars().count();
+    if width <= len {
+        return s.to_owned();
+    }
+    let pad = width - len;
+    // CPython puts the extra space on the left when both the padding and the width are odd.
+    let left = pad / 2 + (pad & width & 1);
+    let right = pad - left;
+    format!("{}{s}{}", " ".repeat(left), " ".repeat(right))
+}
+
+/// `striptags`: drop comments and tags, collapse whitespace, unescape the basic entities.
+fn striptags(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('<') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        let end = if after.starts_with("<!--") {
+            after.find("-->").map(|e| e + 3)
+        } else {
+            after.find('>').map(|e| e + 1)
+        };
+        match end {
+            Some(e) => rest = &after[e..],
+            None => {
+                out.push_str(after);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    collapsed
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+}
+
+/// `filesizeformat(binary=False)`.
+fn filesizeformat(v: &Value, binary: Option<bool>) -> String {
+    let bytes = f64::try_from(v.clone()).unwrap_or(0.0);
+    let binary = binary.unwrap_or(false);
+    let base: f64 = if binary { 1024.0 } else { 1000.0 };
+    let prefixes = if binary {
+        ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    } else {
+        ["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    };
+    if bytes == 1.0 {
+        return "1 Byte".into();
+    }
+    if bytes < base {
+        return format!("{} Bytes", bytes as i64);
+    }
+    let mut unit = base;
+    for (i, prefix) in prefixes.iter().enumerate() {
+        unit = base.powi(i as i32 + 2);
+        if bytes < unit {
+            return format!("{:.1} {prefix}", base * bytes / unit);
+        }
+    }
+    format!(
+        "{:.1} {}",
+        base * bytes / unit,
+        prefixes[prefixes.len() - 1]
+    )
+}
+
+/// `urlencode`: quote a string (`/` kept), or encode a dict / pairs as a query string
+/// (spaces as `+`).
+fn urlencode(v: &Value) -> String {
+    fn quote(s: &str, for_qs: bool) -> String {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"_.-~".contains(&b) || (!for_qs && b == b'/') {
+                out.push(b as char);
+            } else if for_qs && b == b' ' {
+                out.push('+');
+            } else {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+        out
+    }
+    let pairs: Option<Vec<(Value, Value)>> = match v.kind() {
+        ValueKind::Map => Some(pyrepr::map_items(v)),
+        ValueKind::Seq | ValueKind::Iterable => v.try_iter().ok().map(|items| {
+            items
+                .map(|pair| {
+                    let k = pair.get_item_by_index(0).unwrap_or_default();
+                    let item = pair.get_item_by_index(1).unwrap_or_default();
+                    (k, item)
+                })
+                .collect()
+        }),
+        _ => None,
+    };
+    match pairs {
+        Some(pairs) => pairs
+            .iter()
+            .map(|(k, item)| {
+                format!(
+                    "{}={}",
+                    quote(&pyrepr::mj_str(k), true),
+                    quote(&pyrepr::mj_str(item), true)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&"),
+        None => quote(&pyrepr::mj_str(v), false),
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `wordwrap(width=79, break_long_words=True, wrapstring='\n')`: a greedy wrap of each line
+/// like Python's `textwrap.wrap` on plain words (runs of spaces collapse and hyphenated
+/// words are not split, where `textwrap` keeps the former and may split the latter).
+fn wordwrap(
+    s: &str,
+    width: Option<usize>,
+    break_long_words: Option<bool>,
+    wrapstring: Option<&str>,
+) -> String {
+    let width = width.unwrap_or(79).max(1);
+    let breaks = break_long_words.unwrap_or(true);
+    let wrap = wrapstring.unwrap_or("\n");
+    let mut out_lines: Vec<String> = Vec::new();
+    for line in py_splitlines(s) {
+        let mut cur = String::new();
+        let mut wrapped = Vec::new();
+        for word in line.split_whitespace() {
+            let mut word = word.to_owned();
+            loop {
+                let cur_len = cur.chars().count();
+                let sep = usize::from(cur_len > 0);
+                if cur_len + sep + word.chars().count() <= width {
+                    if sep == 1 {
+                        cur.push(' ');
+                    }
+                    cur.push_str(&word);
+                    break;
+                }
+                if cur_len > 0 {
+                    wrapped.push(std::mem::take(&mut cur));
+                    continue;
+                }
+                if !breaks {
+                    cur = word;
+                    break;
+                }
+                let head: String = word.chars().take(width).collect();
+                word = word.chars().skip(width).collect();
+                wrapped.push(head);
+                if word.is_empty() {
+                    break;
+                }
+            }
+        }
+        if !cur.is_empty() {
+            wrapped.push(cur);
+        }
+        out_lines.push(wrapped.join(wrap));
+    }
+    out_lines.join(wrap)
+}
+
+/// Python methods the reference gets from the host objects: `str`, `dict` and `list`
+/// methods commonly used in templates.
+fn call_method(
+    _state: &mut State,
+    value: &Value,
+    name: &str,
+    args: &[Value],
+) -> Result<Value, Error> {
+    match value.kind() {
+        ValueKind::String => str_method(value.as_str().unwrap_or_default(), name, args),
+        ValueKind::Map => dict_method(value, name, args),
+        ValueKind::Seq => list_method(value, name, args),
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+fn arg_str(args: &[Value], i: usize) -> Result<Option<&str>, Error> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => v.as_str().map(Some).ok_or_else(|| {
+            py_error(
+                "TypeError",
+                format!("must be str, not {}", pyrepr::py_type_name(v)),
+            )
+        }),
+    }
+}
+
+fn arg_int(args: &[Value], i: usize) -> Result<Option<i64>, Error> {
+    match args.get(i) {
+        None => Ok(None),
+        Some(v) if v.is_none() => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+            py_error(
+                "TypeError",
+                format!(
+                    "'{}' object cannot be interpreted as an integer",
+                    pyrepr::py_type_name(v)
+                ),
+            )
+        }),
+    }
+}
+
+fn strs(items: Vec<&str>) -> Value {
+    Value::from(items.into_iter().map(Value::from).collect::<Vec<_>>())
+}
+
+/// Python `str.split(sep=None, maxsplit=-1)` (and `rsplit` when `right`).
+fn py_split(
+    s: &str,
+    sep: Option<&str>,
+    maxsplit: Option<i64>,
+    right: bool,
+) -> Result<Value, Error> {
+    let max = maxsplit.filter(|m| *m >= 0).map(|m| m as usize);
+    match sep {
+        Some("") => Err(py_error("ValueError", "empty separator")),
+        Some(sep) => Ok(match (max, right) {
+            (None, _) => strs(s.split(sep).collect()),
+            (Some(m), false) => strs(s.splitn(m.saturating_add(1), sep).collect()),
+            (Some(m), true) => {
+                let mut parts: Vec<&str> = s.rsplitn(m.saturating_add(1), sep).collect();
+                parts.reverse();
+                strs(parts)
+            }
+        }),
+        None => {
+            // Runs of whitespace separate; leading/trailing whitespace yields no empty items.
+            let words: Vec<&str> = s.split(is_py_space).filter(|w| !w.is_empty()).collect();
+            let Some(m) = max.filter(|m| *m < words.len()) else {
+                return Ok(strs(words));
+            };
+            if right {
+                let mut rest = s.trim_end_matches(is_py_space);
+                let mut tail = Vec::new();
+                for _ in 0..m {
+                    let cut = rest.rfind(is_py_space).map_or(0, |p| p);
+                    let word = rest[cut..].trim_start_matches(is_py_space);
+                    tail.push(word);
+                    rest = rest[..cut].trim_end_matches(is_py_space);
+                }
+                let mut out = vec![rest];
+                out.extend(tail.into_iter().rev());
+                Ok(strs(out))
+            } else {
+                let mut rest = s.trim_start_matches(is_py_space);
+                let mut out = Vec::new();
+                for _ in 0..m {
+                    let cut = rest.find(is_py_space).unwrap_or(rest.len());
+                    out.push(&rest[..cut]);
+                    rest = rest[cut..].trim_start_matches(is_py_space);
+                }
+                out.push(rest);
+                Ok(strs(out))
+            }
+        }
+    }
+}
+
+fn strip<'a>(s: &'a str, chars: Option<&str>, left: bool, right: bool) -> &'a str {
+    let pred = |c: char| match chars {
+        Some(set) => set.contains(c),
+        None => is_py_space(c),
+    };
+    let s = if left { s.trim_start_matches(pred) } else { s };
+    if right { s.trim_end_matches(pred) } else { s }
+}
+
+/// Python `str.title()`: a cased character after an uncased one is upper-cased, the others
+/// lower-cased.
+fn py_title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev_cased = false;
+    for c in s.chars() {
+        let cased = c.is_lowercase() || c.is_uppercase();
+        if cased && !prev_cased {
+            out.extend(c.to_uppercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+        prev_cased = cased;
+    }
+    out
+}
+
+fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
+    let v = match name {
+        "upper" => Value::from(s.to_uppercase()),
+        "lower" => Value::from(s.to_lowercase()),
+        "casefold" => Value::from(s.to_lowercase()),
+        "strip" => Value::from(strip(s, arg_str(args, 0)?, true, true)),
+        "lstrip" => Value::from(strip(s, arg_str(args, 0)?, true, false)),
+        "rstrip" => Value::from(strip(s, arg_str(args, 0)?, false, true)),
+        "split" => py_split(s, arg_str(args, 0)?, arg_int(args, 1)?, false)?,
+        "rsplit" => py_split(s, arg_str(args, 0)?, arg_int(args, 1)?, true)?,
+        "splitlines" => strs(py_splitlines(s)),
+        "startswith" | "endswith" => {
+            let Some(arg) = args.first() else {
+                return Err(py_error(
+                    "TypeError",
+                    format!("{name}() takes at least 1 argument (0 given)"),
+                ));
+            };
+            let prefixes: Vec<Value> = match arg.kind() {
+                ValueKind::Seq => arg.try_iter()?.collect(),
+                _ => vec![arg.clone()],
+            };
+            let mut hit = false;
+            for p in &prefixes {
+                let p = p.as_str().ok_or_else(|| {
+                    py_error(
+                        "TypeError",
+                        format!("{name} first arg must be str or a tuple of str"),
+                    )
+                })?;
+                hit |= if name == "startswith" {
+                    s.starts_with(p)
+                } else {
+                    s.ends_with(p)
+                };
+            }
+            Value::from(hit)
+        }
+        "replace" => {
+            let (Some(old), Some(new)) = (arg_str(args, 0)?, arg_str(args, 1)?) else {
+                return Err(py_error(
+                    "TypeError",
+                    "replace expected at least 2 arguments",
+                ));
+            };
+            match arg_int(args, 2)? {
+                Some(n) if n >= 0 => Value::from(s.replacen(old, new, n as usize)),
+                _ => Value::from(s.replace(old, new)),
+            }
+        }
+        "title" => Value::from(py_title(s)),
+        "capitalize" => {
+            let mut cs = s.chars();
+            let mut out = String::with_capacity(s.len());
+            if let Some(first) = cs.next() {
+                out.extend(first.to_uppercase());
+                out.push_str(&cs.as_str().to_lowercase());
+            }
+            Value::from(out)
+        }
+        "swapcase" => Value::from(
+            s.chars()
+                .flat_map(|c| -> Box<dyn Iterator<Item = char>> {
+                    if c.is_uppercase() {
+                        Box::new(c.to_lowercase())
+                    } else {
+                        Box::new(c.to_uppercase())
+                    }
+                })
+                .collect::<String>(),
+        ),
+        "find" | "rfind" | "index" | "rindex" | "count" => {
+            let sub = arg_str(args, 0)?.unwrap_or_default();
+            if name == "count" {
+                let n = if sub.is_empty() {
+                    s.chars().count() + 1
+                } else {
+                    s.matches(sub).count()
+                };
+                return Ok(Value::from(n));
+            }
+            let pos = if name.starts_with('r') {
+                s.rfind(sub)
+            } else {
+                s.find(sub)
+            };
+            match pos {
+                Some(byte) => Value::from(s[..byte].chars().count()),
+                None if name.ends_with("index") => {
+                    return Err(py_error("ValueError", "substring not found"));
+                }
+                None => Value::from(-1),
+            }
+        }
+        "join" => {
+            let Some(items) = args.first() else {
+                return Err(py_error(
+                    "TypeError",
+                    "join() takes exactly one argument (0 given)",
+                ));
+            };
+            let mut out = String::new();
+            for (i, item) in items.try_iter()?.enumerate() {
+                if i > 0 {
+                    out.push_str(s);
+                }
+                match item.as_str() {
+                    Some(t) => out.push_str(t),
+                    None => {
+                        return Err(py_error(
+                            "TypeError",
+                            format!(
+                                "sequence item {i}: expected str instance, {} found",
+                                pyrepr::py_type_name(&item)
+                            ),
+                        ));
+                    }
+                }
+            }
+            Value::from(out)
+        }
+        "format" => Value::from(py_format(s, args)?),
+        "isdigit" | "isnumeric" | "isdecimal" => {
+            Value::from(!s.is_empty() && s.chars().all(|c| c.is_numeric()))
+        }
+        "isalpha" => Value::from(!s.is_empty() && s.chars().all(char::is_alphabetic)),
+        "isalnum" => Value::from(!s.is_empty() && s.chars().all(char::is_alphanumeric)),
+        "isspace" => Value::from(!s.is_empty() && s.chars().all(is_py_space)),
+        "isupper" => {
+            Value::from(s.chars().any(char::is_uppercase) && !s.chars().any(char::is_lowercase))
+        }
+        "islower" => {
+            Value::from(s.chars().any(char::is_lowercase) && !s.chars().any(char::is_uppercase))
+        }
+        "zfill" => {
+            let width = pad_width(arg_int(args, 0)?.unwrap_or(0))?;
+            let len = s.chars().count();
+            if width <= len {
+                Value::from(s)
+            } else {
+                let (sign, digits) = match s.chars().next() {
+                    Some(c @ ('+' | '-')) => (c.to_string(), &s[1..]),
+                    _ => (String::new(), s),
+                };
+                Value::from(format!("{sign}{}{digits}", "0".repeat(width - len)))
+            }
+        }
+        "ljust" | "rjust" | "center" => {
+            let width = pad_width(arg_int(args, 0)?.unwrap_or(0))?;
+            let fill = arg_str(args, 1)?
+                .and_then(|f| f.chars().next())
+                .unwrap_or(' ');
+            let len = s.chars().count();
+            if width <= len {
+                Value::from(s)
+            } else if name == "center" {
+                let c = center(s, width);
+                Value::from(if fill == ' ' {
+                    c
+                } else {
+                    c.replace(' ', &fill.to_string())
+                })
+            } else {
+                let pad: String = std::iter::repeat_n(fill, width - len).collect();
+                Value::from(if name == "ljust" {
+                    format!("{s}{pad}")
+                } else {
+                    format!("{pad}{s}")
+                })
+            }
+        }
+        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+    };
+    Ok(v)
+}
+
+/// Python `str.format` for `{}`, `{0}`, `{name}` fields and `{{`/`}}` escapes, each value
+/// printed with `str()` (format specs after `:` are ignored).
+fn py_format(s: &str, args: &[Value]) -> Result<String, Error> {
+    let (positional, kwargs): (Vec<&Value>, Option<&Value>) = match args.last() {
+        Some(last) if last.is_kwargs() => (args[..args.len() - 1].iter().collect(), Some(last)),
+        _ => (args.iter().collect(), None),
+    };
+    let mut out = String::new();
+    let mut auto = 0usize;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let mut field = String::new();
+                for c in chars.by_ref() {
+                    if c == '}' {
+                        break;
+                    }
+                    field.push(c);
+                }
+                let name = field.split([':', '!']).next().unwrap_or_default();
+                let value = if name.is_empty() {
+                    auto += 1;
+                    positional.get(auto - 1).copied().cloned()
+                } else if let Ok(i) = name.parse::<usize>() {
+                    positional.get(i).copied().cloned()
+                } else {
+                    kwargs
+                        .and_then(|k| k.get_attr(name).ok())
+                        .filter(|v| !v.is_undefined())
+                };
+                let value = value.ok_or_else(|| {
+                    py_error(
+                        "IndexError",
+                        "Replacement index out of range for positional args tuple",
+                    )
+                })?;
+                pyrepr::write_mj_str(&mut out, &value);
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+fn dict_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error> {
+    let items = pyrepr::map_items(value);
+    let v = match name {
+        "items" => Value::from(
+            items
+                .into_iter()
+                .map(|(k, v)| Value::from(minijinja::value::Tuple::from(vec![k, v])))
+                .collect::<Vec<_>>(),
+        ),
+        "keys" => Value::from(items.into_iter().map(|(k, _)| k).collect::<Vec<_>>()),
+        "values" => Value::from(items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()),
+        "get" => {
+            let Some(key) = args.first() else {
+                return Err(py_error(
+                    "TypeError",
+                    "get expected at least 1 argument, got 0",
+                ));
+            };
+            items
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v)
+                .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from(())))
+        }
+        "copy" => Value::from_object(PyDict::new(items)),
+        _ => return Err(Error::from(ErrorKind::UnknownMethod)),
+    };
+    Ok(v)
+}
+
+fn list_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error> {
+    let items: Vec<Value> = value.try_iter()?.collect();
+    let Some(needle) = args.first() else {
+        return Err(Error::from(ErrorKind::UnknownMethod));
+    };
+    match name {
+        "count" => Ok(Value::from(items.iter().filter(|v| *v == needle).count())),
+        "index" => items
+            .iter()
+            .position(|v| v == needle)
+            .map(Value::from)
+            .ok_or_else(|| {
+                py_error(
+                    "ValueError",
+                    format!("{} is not in list", pyrepr::mj_repr(needle)),
+                )
+            }),
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+/// `length` / `count`: Python `len()`; an undefined value has length 0.
+fn length(v: &Value) -> Result<usize, Error> {
+    if v.is_undefined() {
+        return Ok(0);
+    }
+    match v.kind() {
+        ValueKind::String => Ok(v.as_str().unwrap_or_default().chars().count()),
+        _ => v.len().ok_or_else(|| {
+            py_error(
+                "TypeError",
+                format!("object of type '{}' has no len()", pyrepr::py_type_name(v)),
+            )
+        }),
+    }
+}
+
+/// Python `a + b` for the values `sum` meets: numbers (booleans count as integers) and
+/// lists.
+fn py_add(a: &Value, b: &Value) -> Result<Value, Error> {
+    let numeric = |v: &Value| matches!(v.kind(), ValueKind::Number | ValueKind::Bool);
+    let int = |v: &Value| -> Option<i128> {
+        match v.kind() {
+            ValueKind::Bool => Some(i128::from(v.is_true())),
+            ValueKind::Number if v.is_integer() => i128::try_from(v.clone()).ok(),
+            _ => None,
+        }
+    };
+    let float = |v: &Value| -> f64 {
+        match v.kind() {
+            ValueKind::Bool => f64::from(u8::from(v.is_true())),
+            _ => f64::try_from(v.clone()).unwrap_or(f64::NAN),
+        }
+    };
+    if a.is_undefined() {
+        return Err(undefined_error(a));
+    }
+    if b.is_undefined() {
+        return Err(undefined_error(b));
+    }
+    if numeric(a) && numeric(b) {
+        if let (Some(x), Some(y)) = (int(a), int(b))
+            && let Some(z) = x.checked_add(y)
+        {
+            return Ok(Value::from(z));
+        }
+        return Ok(Value::from(float(a) + float(b)));
+    }
+    if a.kind() == ValueKind::Seq && b.kind() == ValueKind::Seq && a.is_tuple() == b.is_tuple() {
+        let items: Vec<Value> = a.try_iter()?.chain(b.try_iter()?).collect();
+        return Ok(if a.is_tuple() {
+            Value::from(minijinja::value::Tuple::from(items))
+        } else {
+            Value::from(items)
+        });
+    }
+    Err(py_error(
+        "TypeError",
+        format!(
+            "unsupported operand type(s) for +: '{}' and '{}'",
+            pyrepr::py_type_name(a),
+            pyrepr::py_type_name(b)
+        ),
+    ))
+}
+
+/// `sum(attribute=None, start=0)`: Python `sum()`.
+fn sum(
+    values: &Value,
+    attribute: Option<&str>,
+    start: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let attribute = match attribute {
+        Some(a) => Some(a.to_owned()),
+        None => kwargs.get::<Option<String>>("attribute")?,
+    };
+    let start = match start {
+        Some(s) => s,
+        None => kwargs
+            .get::<Option<Value>>("start")?
+            .unwrap_or(Value::from(0)),
+    };
+    kwargs.assert_all_used()?;
+    if start.kind() == ValueKind::String {
+        return Err(py_error(
+            "TypeError",
+            "sum() can't sum strings [use ''.join(seq) instead]",
+        ));
+    }
+    let mut acc = start;
+    for item in values.try_iter()? {
+        let item = match &attribute {
+            Some(path) => attribute_path(&item, path)?,
+            None => item,
+        };
+        acc = py_add(&acc, &item)?;
+    }
+    Ok(acc)
+}
+
+/// `xmlattr(autospace=True)`: `key="value"` pairs, HTML-escaped, skipping `None` and
+/// undefined values.
+fn xmlattr(d: &Value, autospace: Option<bool>) -> Result<String, Error> {
+    let mut parts = Vec::new();
+    for (k, v) in pyrepr::map_items(d) {
+        if v.is_none() || v.is_undefined() {
+            continue;
+        }
+        let key = pyrepr::mj_str(&k);
+        if key.is_empty() || key.chars().any(|c| c.is_whitespace() || "/>=".contains(c)) {
+            return Err(py_error(
+                "ValueError",
+                format!(
+                    "Invalid character in attribute name: {}",
+                    pyrepr::mj_repr(&k)
+                ),
+            ));
+        }
+        parts.push(format!(
+            "{}=\"{}\"",
+            html_escape(&key),
+            html_escape(&pyrepr::mj_str(&v))
+        ));
+    }
+    let out = parts.join(" ");
+    Ok(if autospace.unwrap_or(true) && !out.is_empty() {
+        format!(" {out}")
+    } else {
+        out
+    })
+}
+
+/// The `joiner(sep=', ')` global: returns `""` the first time it is called, `sep` after.
+#[derive(Debug)]
+struct Joiner {
+    sep: String,
+    used: AtomicBool,
+}
+
+impl Object for Joiner {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn call(self: &Arc<Self>, _state: &mut State<'_, '_>, _args: &[Value]) -> Result<Value, Error> {
+        Ok(Value::from(if self.used.swap(true, Ordering::Relaxed) {
+            self.sep.as_str()
+        } else {
+            ""
+        }))
+    }
+}
+
+/// The `cycler(*items)` global: `next()` walks the items round-robin, `current` is the item
+/// `next()` returns next, `reset()` starts over.
+#[derive(Debug)]
+struct Cycler {
+    items: Vec<Value>,
+    pos: AtomicUsize,
+}
+
+impl Object for Cycler {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Plain
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "current" => self.items.get(self.pos.load(Ordering::Relaxed)).cloned(),
+            "items" => Some(Value::from(self.items.clone())),
+            _ => None,
+        }
+    }
+
+    fn call_method(
+        self: &Arc<Self>,
+        _state: &mut State<'_, '_>,
+        method: &str,
+        _args: &[Value],
+    ) -> Result<Value, Error> {
+        match method {
+            "next" => {
+                if self.items.is_empty() {
+                    return Ok(Value::from(()));
+                }
+                let n = self.items.len();
+                let pos = self
+                    .pos
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some((p + 1) % n))
+                    .unwrap_or(0);
+                Ok(self.items[pos % n].clone())
+            }
+            "reset" => {
+                self.pos.store(0, Ordering::Relaxed);
+                Ok(Value::from(()))
+            }
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        }
+    }
+}
+
+/// `round(precision=0, method='common')`: `common` is Python's `round()` (ties to even on
+/// the exact binary value; integers stay integers), `floor` and `ceil` always give a float.
+fn round(
+    value: &Value,
+    precision: Option<i32>,
+    method: Option<&str>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let precision = match precision {
+        Some(p) => p,
+        None => kwargs.get::<Option<i32>>("precision")?.unwrap_or(0),
+    };
+    let method = match method {
+        Some(m) => m.to_owned(),
+        None => kwargs
+            .get::<Option<String>>("method")?
+            .unwrap_or_else(|| "common".into()),
+    };
+    kwargs.assert_all_used()?;
+    if value.is_undefined() {
+        return Err(undefined_error(value));
+    }
+    if !matches!(value.kind(), ValueKind::Number | ValueKind::Bool) {
+        return Err(py_error(
+            "TypeError",
+            format!(
+                "type {} doesn't define __round__ method",
+                pyrepr::py_type_name(value)
+            ),
+        ));
+    }
+    let scale = 10f64.powi(precision.clamp(-308, 308));
+    let x = f64::try_from(value.clone()).unwrap_or(f64::from(u8::from(value.is_true())));
+    match method.as_str() {
+        "common" => {
+            if value.is_integer() || value.kind() == ValueKind::Bool {
+                if precision >= 0 {
+                    return Ok(if value.kind() == ValueKind::Bool {
+                        Value::from(i64::from(value.is_true()))
+                    } else {
+                        value.clone()
+                    });
+                }
+                let rounded = (x / (1.0 / scale)).round_ties_even() * (1.0 / scale);
+                return Ok(int_from_f64(rounded).unwrap_or(Value::from(rounded)));
+            }
+            if !x.is_finite() {
+                return Ok(Value::from(x));
+            }
+            let rounded = if precision >= 0 {
+                // Formatting rounds the exact binary value to the nearest decimal, ties to
+                // even, which is what CPython's `round(x, n)` does.
+                format!("{x:.prec$}", prec = precision.min(340) as usize)
+                    .parse::<f64>()
+                    .unwrap_or(x)
+            } else {
+                (x * scale).round_ties_even() / scale
+            };
+            Ok(Value::from(rounded))
+        }
+        "floor" => Ok(Value::from((x * scale).floor() / scale)),
+        "ceil" => Ok(Value::from((x * scale).ceil() / scale)),
+        _ => Err(py_error(
+            "TypeError",
+            "method must be common, ceil or floor",
+        )),
+    }
+}
+
+/// `default(default_value='', boolean=False)`: replaces an undefined value, and with a true
+/// `boolean` any falsy value (so `none` is kept unless asked).
+fn default(
+    value: &Value,
+    default_value: Option<Value>,
+    boolean: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let default_value = match default_value {
+        Some(d) => d,
+        None => kwargs
+            .get::<Option<Value>>("default_value")?
+            .unwrap_or_else(|| Value::from("")),
+    };
+    let boolean = match boolean {
+        Some(b) => b.is_true(),
+        None => kwargs
+            .get::<Option<Value>>("boolean")?
+            .is_some_and(|b| b.is_true()),
+    };
+    kwargs.assert_all_used()?;
+    Ok(if value.is_undefined() || (boolean && !value.is_true()) {
+        default_value
+    } else {
+        value.clone()
+    })
+}
+
+/// Python `str.splitlines()`: splits on every line boundary Python knows, drops the
+/// separators, and yields no final empty item for a trailing boundary.
+fn py_splitlines(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = s.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let boundary = matches!(
+            c,
+            '\n' | '\r'
+                | '\u{b}'
+                | '\u{c}'
+                | '\u{1c}'
+                | '\u{1d}'
+                | '\u{1e}'
+                | '\u{85}'
+                | '\u{2028}'
+                | '\u{2029}'
+        );
+        if boundary {
+            out.push(&s[start..i]);
+            let mut end = i + c.len_utf8();
+            if c == '\r' && chars.peek().is_some_and(|(_, n)| *n == '\n') {
+                chars.next();
+                end += 1;
+            }
+            start = end;
+        }
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
+/// `indent(width=4, first=False, blank=False)`; `width` may also be the indent string.
+fn indent(
+    s: &Value,
+    width: Option<Value>,
+    first: Option<bool>,
+    blank: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let width = match width {
+        Some(w) => Some(w),
+        None => kwargs.get::<Option<Value>>("width")?,
+    };
+    let first = match first {
+        Some(f) => f,
+        None => kwargs.get::<Option<bool>>("first")?.unwrap_or(false),
+    };
+    let blank = match blank {
+        Some(b) => b,
+        None => kwargs.get::<Option<bool>>("blank")?.unwrap_or(false),
+    };
+    kwargs.assert_all_used()?;
+    let indention = match width {
+        None => "    ".to_owned(),
+        Some(w) => match w.as_str() {
+            Some(text) => text.to_owned(),
+            None => " ".repeat(pad_width(i64::try_from(w).unwrap_or(i64::MAX))?),
+        },
+    };
+    // Jinja2 appends a newline before splitting, so a trailing newline survives.
+    let text = format!("{}\n", pyrepr::mj_str(s));
+    let lines = py_splitlines(&text);
+    let mut rv = if blank {
+        lines.join(&format!("\n{indention}"))
+    } else {
+        let mut rv = lines.first().copied().unwrap_or_default().to_owned();
+        if lines.len() > 1 {
+            rv.push('\n');
+            let rest: Vec<String> = lines[1..]
+                .iter()
+                .map(|line| {
+                    if line.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{indention}{line}")
+                    }
+                })
+                .collect();
+            rv.push_str(&rest.join("\n"));
+        }
+        rv
+    };
+    if first {
+        rv.insert_str(0, &indention);
+    }
+    Ok(rv)
+}
+
+/// `format(*args, **kwargs)`: printf-style formatting (minijinja's), after refusing widths
+/// and precisions that would allocate without bound.
+fn format(
+    state: &mut State,
+    format_str: &Value,
+    args: Rest<minijinja::value::ValueOrKwargs>,
+) -> Result<Value, Error> {
+    if let Some(fmt) = format_str.as_str()
+        && printf_widths(fmt).any(|w| w > MAX_PAD)
+    {
+        return Err(py_error("MemoryError", "format width is too large"));
+    }
+    minijinja::filters::format(state, format_str, args)
+}
+
+/// The widths and precisions written in the `%` conversion specs of a printf-style format
+/// (`%(name)-10.3f` gives 10 and 3); absurdly long numbers come out as `usize::MAX`.
+fn printf_widths(fmt: &str) -> impl Iterator<Item = usize> + '_ {
+    let mut out = Vec::new();
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            continue;
+        }
+        if chars.peek() == Some(&'%') {
+            chars.next();
+            continue;
+        }
+        if chars.peek() == Some(&'(') {
+            for c in chars.by_ref() {
+                if c == ')' {
+                    break;
+                }
+            }
+        }
+        while chars.peek().is_some_and(|c| "-+ #0".contains(*c)) {
+            chars.next();
+        }
+        for _ in 0..2 {
+            let mut digits = String::new();
+            while let Some(d) = chars.peek().filter(|c| c.is_ascii_digit()) {
+                digits.push(*d);
+                chars.next();
+            }
+            if !digits.is_empty() {
+                out.push(digits.parse::<usize>().unwrap_or(usize::MAX));
+            }
+            if chars.peek() == Some(&'.') {
+                chars.next();
+            } else {
+                break;
+            }
+        }
+    }
+    out.into_iter()
+}
