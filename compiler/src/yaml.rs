@@ -84,7 +84,7 @@ impl Node {
     pub fn get(&self, key: &str) -> Option<&Node> {
         self.as_map()?
             .iter()
-            .find(|(k, _)| k.key_str().as_deref() == Some(key))
+            .find(|(k, _)| k.key_is(key))
             .map(|(_, v)| v)
     }
 
@@ -100,6 +100,15 @@ impl Node {
     /// Whether this is null.
     pub fn is_null(&self) -> bool {
         matches!(self.value, Value::Null)
+    }
+
+    /// Whether this mapping key spells `name` (without allocating for string keys, the common
+    /// case: this runs for every key of every mapping).
+    pub fn key_is(&self, name: &str) -> bool {
+        match &self.value {
+            Value::Str(s) => s == name,
+            _ => self.key_str().as_deref() == Some(name),
+        }
     }
 
     /// The mapping key as Python would turn it into a string key of a JSON object.
@@ -380,9 +389,7 @@ impl Builder<'_> {
                         return;
                     }
                     if let Some(name) = k.key_str()
-                        && let Some((first, _)) = entries
-                            .iter()
-                            .find(|(e, _)| e.key_str().as_deref() == Some(&name))
+                        && let Some((first, _)) = entries.iter().find(|(e, _)| e.key_is(&name))
                     {
                         self.diags.push(
                             Diagnostic::new(
