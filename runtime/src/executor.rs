@@ -142,14 +142,15 @@ pub(crate) async fn run(
         }
         current = run.next_state(state)?;
         if let Some(next) = current {
-            current =
-                match rt
-                    .hooks
-                    .on_transition(&state.name, &def.states[next].name, &mut run.context)
-                {
-                    Some(name) => def.states.iter().position(|s| s.name == name),
-                    None => None,
-                };
+            let target = def.states[next].name.as_str();
+            current = match rt
+                .hooks
+                .on_transition(&state.name, target, &mut run.context)
+            {
+                Some(name) if name == target => Some(next),
+                Some(name) => def.states.iter().position(|s| s.name == name),
+                None => None,
+            };
         }
     }
     rt.hooks.on_machine_end(&run.context, &mut final_output);
@@ -191,6 +192,16 @@ fn warn_uncaptured(input: &Value, context: &Value) {
     }
 }
 
+/// Sets `key` without allocating the key when it already exists.
+fn set_field(m: &mut Map<String, Value>, key: &str, value: Value) {
+    match m.get_mut(key) {
+        Some(slot) => *slot = value,
+        None => {
+            m.insert(key.to_string(), value);
+        }
+    }
+}
+
 /// Python truthiness of a JSON value.
 pub(crate) fn truthy(v: &Value) -> bool {
     match v {
@@ -221,7 +232,8 @@ impl Run<'_> {
             });
         }
         let m = slot.as_object_mut().expect("just made a map");
-        m.insert("step".into(), Value::from(self.step));
+        // Updated in place: this runs at every step, and re-inserting would allocate keys.
+        set_field(m, "step", Value::from(self.step));
         match m.get_mut("current_state") {
             Some(Value::String(s)) => {
                 s.clear();
@@ -231,9 +243,10 @@ impl Run<'_> {
                 m.insert("current_state".into(), Value::String(state.to_string()));
             }
         }
-        m.insert("total_api_calls".into(), Value::from(self.total_api_calls));
-        m.insert(
-            "total_cost".into(),
+        set_field(m, "total_api_calls", Value::from(self.total_api_calls));
+        set_field(
+            m,
+            "total_cost",
             serde_json::Number::from_f64(self.total_cost).map_or(Value::Null, Value::Number),
         );
     }

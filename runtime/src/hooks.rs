@@ -5,6 +5,7 @@
 //! returning nothing (a reference quirk).
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Callbacks around a run. Every method has a pass-through default.
@@ -18,8 +19,13 @@ pub trait MachineHooks: Send + Sync {
     /// A state finished without error; `output` is its final output, if any.
     fn on_state_exit(&self, _state: &str, _context: &mut Value, _output: Option<&Value>) {}
     /// A transition was chosen; return the state to go to (`None` ends the run).
-    fn on_transition(&self, _from: &str, to: &str, _context: &mut Value) -> Option<String> {
-        Some(to.to_string())
+    fn on_transition<'a>(
+        &self,
+        _from: &str,
+        to: &'a str,
+        _context: &mut Value,
+    ) -> Option<Cow<'a, str>> {
+        Some(Cow::Borrowed(to))
     }
     /// An in-state error that `on_error` config did not handle; return a recovery state.
     fn on_error(
@@ -60,9 +66,14 @@ impl MachineHooks for LoggingHooks {
     fn on_state_exit(&self, state: &str, _context: &mut Value, _output: Option<&Value>) {
         tracing::info!("Exiting state: {state}");
     }
-    fn on_transition(&self, from: &str, to: &str, _context: &mut Value) -> Option<String> {
+    fn on_transition<'a>(
+        &self,
+        from: &str,
+        to: &'a str,
+        _context: &mut Value,
+    ) -> Option<Cow<'a, str>> {
         tracing::info!("Transition: {from} -> {to}");
-        Some(to.to_string())
+        Some(Cow::Borrowed(to))
     }
 }
 
@@ -98,10 +109,18 @@ impl MachineHooks for CompositeHooks {
             .iter()
             .for_each(|h| h.on_state_exit(state, context, output));
     }
-    fn on_transition(&self, from: &str, to: &str, context: &mut Value) -> Option<String> {
-        let mut next = to.to_string();
+    fn on_transition<'a>(
+        &self,
+        from: &str,
+        to: &'a str,
+        context: &mut Value,
+    ) -> Option<Cow<'a, str>> {
+        let mut next = Cow::Borrowed(to);
         for h in &self.hooks {
-            next = h.on_transition(from, &next, context)?;
+            next = match next {
+                Cow::Borrowed(n) => h.on_transition(from, n, context)?,
+                Cow::Owned(n) => Cow::Owned(h.on_transition(from, &n, context)?.into_owned()),
+            };
         }
         Some(next)
     }

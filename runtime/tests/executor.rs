@@ -1,0 +1,225 @@
+//! The executor's observable behaviour, with in-process adapters (no network).
+
+use flatmachines::agent::{
+    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
+};
+use flatmachines::hooks::MachineHooks;
+use flatmachines::{Error, Machine, RunOptions, Runtime};
+use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+fn machine(yaml: &str) -> Machine {
+    Machine::from_yaml(yaml, std::env::temp_dir()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An adapter whose agents always fail: with an exception (`raise`) or a failed result.
+struct Failing;
+struct FailingExecutor(bool);
+
+impl AgentAdapter for Failing {
+    fn type_name(&self) -> &str {
+        "failing"
+    }
+    fn create_executor(
+        &self,
+        _n: &str,
+        spec: &AgentSpec,
+        _c: &AdapterContext,
+    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
+        let raise = spec.config.as_ref().and_then(|c| c.get("raise")).is_some();
+        Ok(Arc::new(FailingExecutor(raise)))
+    }
+}
+
+impl AgentExecutor for FailingExecutor {
+    fn execute<'a>(
+        &'a self,
+        _i: Value,
+        _c: &'a Value,
+    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
+        let raise = self.0;
+        Box::pin(async move {
+            if raise {
+                Err(AgentFailure::new("TimeoutError", "too slow"))
+            } else {
+                Ok(AgentResult {
+                    error: Some(
+                        json!({"type": "RateLimitError", "message": "slow down", "retryable": true}),
+                    ),
+                    ..AgentResult::default()
+                })
+            }
+        })
+    }
+}
+
+const RECOVERING: &str = r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: recovering
+  agents:
+    flaky: {type: failing, config: {raise: true}}
+    limited: {type: failing}
+  states:
+    start:
+      type: initial
+      agent: flaky
+      on_error: {TimeoutError: second, default: failed}
+      transitions: [{to: done}]
+    second:
+      agent: limited
+      on_error: {RateLimitError: failed, RuntimeError: caught}
+      transitions: [{to: done}]
+    caught:
+      type: final
+      output: {error: context.last_error, kind: context.last_error_type, step: context.machine.step}
+    failed:
+      type: final
+      output: {wrong: true}
+    done:
+      type: final
+      output: {wrong: true}
+"#;
+
+#[tokio::test]
+async fn on_error_map_matches_exact_class_names() {
+    let rt = Runtime::builder().adapter(Failing).build();
+    let out = rt.run(&machine(RECOVERING), json!({})).await.unwrap();
+    // A failed agent result reaches on_error as RuntimeError (not its own type), like the reference.
+    assert_eq!(
+        out,
+        json!({"error": "RateLimitError: slow down", "kind": "RuntimeError", "step": 3})
+    );
+}
+
+#[tokio::test]
+async fn unrecovered_errors_name_machine_state_and_cause() {
+    let yaml = RECOVERING.replace("on_error: {TimeoutError: second, default: failed}", "");
+    let rt = Runtime::builder().adapter(Failing).build();
+    let err = rt.run(&machine(&yaml), json!({})).await.unwrap_err();
+    match &err {
+        Error::State {
+            machine,
+            state,
+            kind,
+            message,
+        } => {
+            assert_eq!(
+                (
+                    machine.as_str(),
+                    state.as_str(),
+                    kind.as_str(),
+                    message.as_str()
+                ),
+                ("recovering", "start", "TimeoutError", "too slow")
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .contains("machine `recovering`, state `start`")
+    );
+}
+
+const LOOP: &str = r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: counter
+  context: {n: 0}
+  agents:
+    inc: {type: echo}
+  states:
+    start:
+      type: initial
+      agent: inc
+      input: {n: "{{ context.n | int + 1 }}"}
+      output_to_context: {n: "output.n"}
+      transitions:
+        - condition: context.n == '3'
+          to: done
+        - to: start
+    done:
+      type: final
+      output: {n: context.n, calls: context.machine.total_api_calls}
+"#;
+
+#[tokio::test]
+async fn loops_until_a_condition_matches() {
+    let out = Runtime::new().run(&machine(LOOP), json!({})).await.unwrap();
+    // `{{ }}` renders a string, so the counter is "3" and the condition compares strings.
+    assert_eq!(out, json!({"n": "3", "calls": 0}));
+}
+
+#[tokio::test]
+async fn max_steps_ends_the_run_quietly() {
+    let yaml = LOOP.replace("context.n == '3'", "context.n == 'never'");
+    let out = Runtime::new()
+        .run_with(
+            &machine(&yaml),
+            json!({}),
+            RunOptions {
+                max_steps: Some(5),
+                ..RunOptions::default()
+            },
+        )
+        .await;
+    // The reference ends a run that hits max_steps normally, with `{}`.
+    assert_eq!(out.unwrap(), json!({}));
+}
+
+/// Records events and redirects the first transition into `done`.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<String>>);
+
+impl MachineHooks for Recorder {
+    fn on_machine_start(&self, context: &mut Value) {
+        context["started"] = json!(true);
+        self.0.lock().unwrap().push("start".into());
+    }
+    fn on_state_enter(&self, state: &str, _context: &mut Value) {
+        self.0.lock().unwrap().push(format!("enter {state}"));
+    }
+    fn on_transition<'a>(
+        &self,
+        from: &str,
+        to: &'a str,
+        _context: &mut Value,
+    ) -> Option<Cow<'a, str>> {
+        self.0.lock().unwrap().push(format!("{from}->{to}"));
+        Some(Cow::Borrowed("done"))
+    }
+    fn on_machine_end(&self, _context: &Value, output: &mut Value) {
+        output["ended"] = json!(true);
+    }
+}
+
+#[tokio::test]
+async fn hooks_observe_and_steer() {
+    let hooks = Arc::new(Recorder::default());
+    struct Shared(Arc<Recorder>);
+    impl MachineHooks for Shared {
+        fn on_machine_start(&self, c: &mut Value) {
+            self.0.on_machine_start(c)
+        }
+        fn on_state_enter(&self, s: &str, c: &mut Value) {
+            self.0.on_state_enter(s, c)
+        }
+        fn on_transition<'a>(&self, f: &str, t: &'a str, c: &mut Value) -> Option<Cow<'a, str>> {
+            self.0.on_transition(f, t, c)
+        }
+        fn on_machine_end(&self, c: &Value, o: &mut Value) {
+            self.0.on_machine_end(c, o)
+        }
+    }
+    let rt = Runtime::builder().hooks(Shared(hooks.clone())).build();
+    let out = rt.run(&machine(LOOP), json!({})).await.unwrap();
+    assert_eq!(out, json!({"n": "1", "calls": 0, "ended": true}));
+    assert_eq!(
+        *hooks.0.lock().unwrap(),
+        ["start", "enter start", "start->start", "enter done"]
+    );
+}
