@@ -228,7 +228,7 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
     let profiles = m.profiles.map(|i| {
         let file = project.profiles[i].file;
         let text = &project.sources.get(file).text;
-        profiles_data(text)
+        crate::agent::profiles_from_text(text)
     });
     Ok(MachineDef {
         spec_version: m
@@ -257,22 +257,6 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
 
         name,
     })
-}
-
-fn profiles_data(text: &str) -> Option<Value> {
-    use flatmachines_compiler::source::{SourceFile, SourceMap};
-    let mut map = SourceMap::new();
-    let id = map.add(SourceFile::new(
-        "profiles.yml".into(),
-        "profiles.yml".into(),
-        text.to_string(),
-    ));
-    let mut diags = flatmachines_compiler::diag::Diagnostics::new();
-    let doc = flatmachines_compiler::yaml::parse(map.get(id), id, &mut diags)?.to_json();
-    match doc.get("data") {
-        Some(d) if doc.get("spec").is_some() => Some(d.clone()),
-        _ => Some(doc),
-    }
 }
 
 fn lower_state(

@@ -108,7 +108,7 @@ fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
         .ok_or_else(|| AgentFailure::new("ValueError", format!("cannot parse {}", path.display())))
 }
 
-fn yaml_to_json(text: &str) -> Option<Value> {
+pub(crate) fn yaml_to_json(text: &str) -> Option<Value> {
     use flatmachines_compiler::source::{SourceFile, SourceMap};
     let mut map = SourceMap::new();
     let id = map.add(SourceFile::new(
@@ -122,8 +122,12 @@ fn yaml_to_json(text: &str) -> Option<Value> {
 
 /// `profiles.yml` in `dir`, as the `data` map of the profiles document.
 fn profiles_near(dir: &std::path::Path) -> Option<Value> {
-    let text = std::fs::read_to_string(dir.join("profiles.yml")).ok()?;
-    let doc = yaml_to_json(&text)?;
+    profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
+}
+
+/// The `data` map of a profiles document (the `spec`/`data` envelope is optional).
+pub(crate) fn profiles_from_text(text: &str) -> Option<Value> {
+    let doc = yaml_to_json(text)?;
     match doc.get("data") {
         Some(d) if doc.get("spec").is_some() => Some(d.clone()),
         _ => Some(doc),

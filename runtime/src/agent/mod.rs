@@ -6,6 +6,7 @@ mod flatagent;
 
 pub use echo::EchoAdapter;
 pub use flatagent::FlatAgentAdapter;
+pub(crate) use flatagent::profiles_from_text;
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;

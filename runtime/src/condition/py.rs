@@ -416,34 +416,11 @@ pub fn index<'a>(v: &PyValue<'a>, i: &PyValue<'_>) -> Result<PyValue<'a>, Condit
     }
 }
 
-/// Python's `repr` of a string: single quotes unless the text contains a single quote and
-/// no double quote; backslash, the quote, `\n`, `\r`, `\t` and other ASCII/C1 control
-/// characters escaped.
+/// Python's `repr` of a string (the template module's implementation, shared so that error
+/// messages and rendered text quote alike).
 pub fn py_repr_str(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
     let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
+    crate::template::write_str_repr(&mut out, s);
     out
 }
 

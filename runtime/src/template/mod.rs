@@ -66,6 +66,7 @@ use minijinja::Environment;
 use serde_json::Value as Json;
 
 pub use error::TemplateError;
+pub(crate) use pyrepr::write_str_repr;
 pub use pyrepr::{dumps, py_repr, py_str};
 
 /// The template machinery of one machine (or one agent): a Jinja environment configured like
