@@ -381,7 +381,7 @@ impl Run<'_> {
                 )
                 .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
             if let Some(ctx) = self.context.as_object_mut() {
-                ctx.insert(key.clone(), value);
+                set_field(ctx, key, value);
             }
         }
         Ok(())
