@@ -3,7 +3,8 @@
 //! Generated code names the runtime only through `::flatmachines::__private`, so users need no
 //! other dependency and the runtime can change what sits behind those paths.
 
-use crate::load::{LoadedMachine, Project};
+use crate::load::Project;
+use crate::model::machine::MachineData;
 use crate::naming;
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -49,24 +50,9 @@ pub fn module_name(project: &Project) -> String {
 /// produce a cascade of secondary errors.
 pub fn generate(project: &Project, options: &Options) -> TokenStream {
     let module = format_ident!("{}", module_name(project));
-    let empty = LoadedMachine {
-        doc: crate::model::machine::parse_machine(
-            &crate::yaml::Node {
-                value: crate::yaml::Value::Null,
-                span: Default::default(),
-                style: crate::yaml::Style::Plain,
-            },
-            Default::default(),
-            &mut Default::default(),
-        ),
-        dir: PathBuf::new(),
-        path: None,
-        agents: Vec::new(),
-        machines: Vec::new(),
-        profiles: None,
-    };
-    let machine = project.root().unwrap_or(&empty);
-    let data = &machine.doc.data;
+    // A file that could not be read or parsed still gets a (stateless) module.
+    let empty = MachineData::default();
+    let data = project.root().map_or(&empty, |m| &m.doc.data);
     let yaml_name = data
         .name
         .as_ref()

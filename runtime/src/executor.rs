@@ -1,6 +1,7 @@
 //! The main loop (`execution.md` §1–8): one executor for compiled and interpreted machines.
 
-use crate::agent::{AdapterContext, AgentExecutor, AgentResult};
+use crate::agent::{AdapterContext, AgentExecutor};
+use crate::condition::{PyValue, py_truthy};
 use crate::error::Error;
 use crate::machine::{Machine, MachineDef, OnErrorDef, StateDef};
 use crate::runtime::{RunOptions, Runtime};
@@ -127,7 +128,7 @@ pub(crate) async fn run(
         };
         if state.is_final
             && let Some(out) = &output
-            && truthy(out)
+            && py_truthy(&PyValue::from(out))
         {
             final_output = out.clone();
         }
@@ -199,18 +200,6 @@ fn set_field(m: &mut Map<String, Value>, key: &str, value: Value) {
         None => {
             m.insert(key.to_string(), value);
         }
-    }
-}
-
-/// Python truthiness of a JSON value.
-pub(crate) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 
@@ -413,9 +402,4 @@ impl Run<'_> {
         self.executors.insert(name.to_string(), executor.clone());
         Ok(executor)
     }
-}
-
-/// Whether a result counts as successful for the strategies.
-pub(crate) fn is_error(r: &AgentResult) -> bool {
-    r.error.is_some()
 }

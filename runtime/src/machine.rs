@@ -173,6 +173,17 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
         .position(State::is_initial)
         .or_else(|| index.get("start").copied())
         .unwrap_or(0);
+    let profiles_of = |i: usize| {
+        crate::agent::profiles_from_text(&project.sources.get(project.profiles[i].file).text)
+    };
+    // Agents whose document the compiler did not load resolve against the machine's folder.
+    let at_machine = |ty: &str, reference: Option<String>, config: Option<Value>| AgentSpec {
+        ty: ty.to_string(),
+        reference,
+        config,
+        dir: m.dir.clone(),
+        profiles: None,
+    };
     let agents = data
         .agents
         .iter()
@@ -186,27 +197,13 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
                         reference: None,
                         config: Some(a.doc.root.to_json()),
                         dir: a.dir.clone(),
+                        profiles: a.profiles.and_then(profiles_of),
                     }
                 }
-                (AgentRef::Path(p), None) => AgentSpec {
-                    ty: "flatagent".into(),
-                    reference: Some(p.value.clone()),
-                    config: None,
-                    dir: m.dir.clone(),
-                },
-                (AgentRef::Inline(n), None) => AgentSpec {
-                    ty: "flatagent".into(),
-                    reference: None,
-                    config: Some(n.to_json()),
-                    dir: m.dir.clone(),
-                },
+                (AgentRef::Path(p), None) => at_machine("flatagent", Some(p.value.clone()), None),
+                (AgentRef::Inline(n), None) => at_machine("flatagent", None, Some(n.to_json())),
                 // Refused by the checks before a machine can be lowered.
-                (AgentRef::Invalid(_), None) => AgentSpec {
-                    ty: "invalid".into(),
-                    reference: None,
-                    config: None,
-                    dir: m.dir.clone(),
-                },
+                (AgentRef::Invalid(_), None) => at_machine("invalid", None, None),
                 (
                     AgentRef::Typed {
                         ty,
@@ -215,21 +212,16 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
                         ..
                     },
                     None,
-                ) => AgentSpec {
-                    ty: ty.value.clone(),
-                    reference: reference.as_ref().map(|r| r.value.clone()),
-                    config: config.as_ref().map(|c| c.to_json()),
-                    dir: m.dir.clone(),
-                },
+                ) => at_machine(
+                    &ty.value,
+                    reference.as_ref().map(|r| r.value.clone()),
+                    config.as_ref().map(|c| c.to_json()),
+                ),
             };
             (entry.name.value.clone(), spec)
         })
         .collect();
-    let profiles = m.profiles.map(|i| {
-        let file = project.profiles[i].file;
-        let text = &project.sources.get(file).text;
-        crate::agent::profiles_from_text(text)
-    });
+    let profiles = m.profiles.and_then(profiles_of);
     Ok(MachineDef {
         spec_version: m
             .doc
@@ -245,7 +237,7 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
             .map(|c| c.to_json())
             .unwrap_or_else(|| Value::Object(Map::new())),
         agents,
-        profiles: profiles.flatten(),
+        profiles,
         settings: data
             .settings
             .as_ref()

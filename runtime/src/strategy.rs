@@ -1,7 +1,8 @@
 //! Execution types for agent calls (`execution.md` §11): default, retry, parallel, mdap_voting.
 
 use crate::agent::{AgentExecutor, AgentFailure, AgentResult, BoxFuture};
-use crate::executor::{StateFailure, is_error, truthy};
+use crate::condition::{PyValue, py_truthy};
+use crate::executor::StateFailure;
 use crate::machine::ExecutionDef;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -132,7 +133,7 @@ async fn retry(
             Ok(r) => {
                 calls += calls_of(&r);
                 cost += cost_of(&r);
-                if is_error(&r) {
+                if r.error.is_some() {
                     let retryable = r.retryable();
                     let retry_after = r
                         .rate_limit
@@ -148,7 +149,7 @@ async fn retry(
                     }
                     break;
                 }
-                if retry_on_empty && !truthy(&r.output_payload()) {
+                if retry_on_empty && !py_truthy(&PyValue::from(&r.output_payload())) {
                     last_exception =
                         Some(AgentFailure::new("ValueError", "Empty response from agent"));
                     if i < backoffs.len() {

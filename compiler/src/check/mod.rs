@@ -96,17 +96,6 @@ fn check_spec(
                 );
             }
         }
-        Some([_]) if parts.len() == 1 => diags.push(
-            Diagnostic::new(
-                Code::UnsupportedSpecVersion,
-                v.span,
-                format!(
-                    "`spec_version: {}` is not a `major.minor.patch` version",
-                    v.value
-                ),
-            )
-            .help("write `spec_version: \"2.6.0\"`"),
-        ),
         _ => diags.push(
             Diagnostic::new(
                 Code::UnsupportedSpecVersion,

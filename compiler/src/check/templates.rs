@@ -98,14 +98,7 @@ impl Templates {
         for root in &roots {
             if JINJA_GLOBALS.contains(&root.as_str()) || scope.vars.contains(&root.as_str()) {
                 if scope.empty.contains(&root.as_str()) {
-                    diags.push(
-                        Diagnostic::new(
-                            Code::ForeachScope,
-                            node.span,
-                            format!("`{root}` is always empty in {}", scope.site),
-                        )
-                        .help("per-item templates see only the item variable; put what they need into the items"),
-                    );
+                    diags.push(foreach_scope(root, node, scope));
                 }
                 continue;
             }
@@ -178,14 +171,7 @@ impl Templates {
                         .note(None, format!("variables there: {}", scope.vars.join(", "))),
                     );
                 } else if scope.empty.contains(&root) {
-                    diags.push(
-                        Diagnostic::new(
-                            Code::ForeachScope,
-                            node.span,
-                            format!("`{root}` is always empty in {}", scope.site),
-                        )
-                        .help("per-item templates see only the item variable; put what they need into the items"),
-                    );
+                    diags.push(foreach_scope(root, node, scope));
                 }
                 std::iter::once(path.to_string()).collect()
             }
@@ -238,6 +224,16 @@ impl Templates {
             }
         }
     }
+}
+
+/// `root` is read in a per-item foreach template, where it is always empty.
+fn foreach_scope(root: &str, node: &Node, scope: &Scope<'_>) -> Diagnostic {
+    Diagnostic::new(
+        Code::ForeachScope,
+        node.span,
+        format!("`{root}` is always empty in {}", scope.site),
+    )
+    .help("per-item templates see only the item variable; put what they need into the items")
 }
 
 fn template_help(detail: &str) -> String {

@@ -68,9 +68,18 @@ impl AgentAdapter for FlatAgentAdapter {
         spec: &AgentSpec,
         context: &AdapterContext,
     ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
+        // An agent file read here (not by the compiler) brings its own folder's profiles.
+        let mut own_profiles = spec.profiles.clone();
         let doc = match (&spec.config, &spec.reference) {
             (Some(c), _) if c.get("data").is_some() => c.clone(),
-            (_, Some(r)) => load_document(&spec.dir.join(r))?,
+            (_, Some(r)) => {
+                let path = spec.dir.join(r);
+                let doc = load_document(&path)?;
+                if own_profiles.is_none() {
+                    own_profiles = path.parent().and_then(profiles_near);
+                }
+                doc
+            }
             (Some(c), None) => c.clone(),
             (None, None) => {
                 return Err(AgentFailure::new(
@@ -80,7 +89,7 @@ impl AgentAdapter for FlatAgentAdapter {
             }
         };
         let data = doc.get("data").cloned().unwrap_or(Value::Null);
-        let profiles = profiles_near(&spec.dir).or_else(|| context.profiles.clone());
+        let profiles = own_profiles.or_else(|| context.profiles.clone());
         let model = resolve_model(data.get("model"), profiles.as_ref())?;
         let wants_json = data
             .get("output")

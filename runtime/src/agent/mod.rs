@@ -172,6 +172,9 @@ pub struct AgentSpec {
     pub config: Option<Value>,
     /// The directory relative references resolve against.
     pub dir: PathBuf,
+    /// The `data` of the `profiles.yml` next to the agent's own file, when the compiler loaded
+    /// it (it wins over the machine's profiles, as in the reference).
+    pub profiles: Option<Value>,
 }
 
 /// What an adapter knows about the machine creating an executor.
