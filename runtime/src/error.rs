@@ -44,6 +44,14 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// `data.hooks` could not be resolved through the runtime's hooks registry.
+    #[error("machine `{machine}`: hooks: {message}")]
+    Hooks {
+        /// `data.name`.
+        machine: String,
+        /// Why.
+        message: String,
+    },
     /// A feature the runtime does not support yet.
     #[error("machine `{machine}`, state `{state}`: {feature} is not supported yet")]
     Unsupported {

@@ -1,34 +1,52 @@
-//! Hooks observe and steer a run (`hooks-adapters-cli.md` §1).
+//! Hooks observe and steer a run (`hooks-adapters-cli.md` §1–3).
 //!
-//! Methods take the context by `&mut` instead of returning a new one: the effect of the
-//! reference's "return the new context" is the same, and a hook cannot end a run by accident by
-//! returning nothing (a reference quirk).
+//! Methods are async (implement them with [`async_trait`](crate::async_trait)) and take the
+//! context by `&mut` instead of returning a new one: the effect of the reference's "return the
+//! new context" is the same, and a hook cannot end a run by accident by returning nothing (a
+//! reference quirk).
+//!
+//! ```
+//! use flatmachines::hooks::MachineHooks;
+//! use serde_json::Value;
+//!
+//! struct Approve;
+//!
+//! #[flatmachines::async_trait]
+//! impl MachineHooks for Approve {
+//!     async fn on_action(&self, action: &str, context: &mut Value) {
+//!         if action == "approve" {
+//!             context["approved"] = Value::Bool(true);
+//!         }
+//!     }
+//! }
+//! ```
 
-use serde_json::Value;
-use std::borrow::Cow;
-use std::sync::Arc;
+mod registry;
+
+pub use registry::{HookArgs, HooksError, HooksRegistry};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Callbacks around a run. Every method has a pass-through default.
+#[async_trait]
 pub trait MachineHooks: Send + Sync {
     /// A fresh run starts (not on resume), after the initial context is built.
-    fn on_machine_start(&self, _context: &mut Value) {}
+    async fn on_machine_start(&self, _context: &mut Value) {}
     /// The run ended normally; may replace the output returned to the caller.
-    fn on_machine_end(&self, _context: &Value, _output: &mut Value) {}
+    async fn on_machine_end(&self, _context: &Value, _output: &mut Value) {}
     /// A state is entered.
-    fn on_state_enter(&self, _state: &str, _context: &mut Value) {}
+    async fn on_state_enter(&self, _state: &str, _context: &mut Value) {}
     /// A state finished without error; `output` is its final output, if any.
-    fn on_state_exit(&self, _state: &str, _context: &mut Value, _output: Option<&Value>) {}
+    async fn on_state_exit(&self, _state: &str, _context: &mut Value, _output: Option<&Value>) {}
     /// A transition was chosen; return the state to go to (`None` ends the run).
-    fn on_transition<'a>(
-        &self,
-        _from: &str,
-        to: &'a str,
-        _context: &mut Value,
-    ) -> Option<Cow<'a, str>> {
-        Some(Cow::Borrowed(to))
+    async fn on_transition(&self, _from: &str, to: &str, _context: &mut Value) -> Option<String> {
+        Some(to.to_string())
     }
     /// An in-state error that `on_error` config did not handle; return a recovery state.
-    fn on_error(
+    async fn on_error(
         &self,
         _state: &str,
         _kind: &str,
@@ -38,8 +56,40 @@ pub trait MachineHooks: Send + Sync {
         None
     }
     /// An `action:` state runs.
-    fn on_action(&self, action: &str, _context: &mut Value) {
+    async fn on_action(&self, action: &str, _context: &mut Value) {
         tracing::warn!("Unhandled action: {action}");
+    }
+}
+
+/// Shared hooks: keep a clone of the `Arc` to inspect them after a run.
+#[async_trait]
+impl<T: MachineHooks + ?Sized> MachineHooks for Arc<T> {
+    async fn on_machine_start(&self, context: &mut Value) {
+        (**self).on_machine_start(context).await
+    }
+    async fn on_machine_end(&self, context: &Value, output: &mut Value) {
+        (**self).on_machine_end(context, output).await
+    }
+    async fn on_state_enter(&self, state: &str, context: &mut Value) {
+        (**self).on_state_enter(state, context).await
+    }
+    async fn on_state_exit(&self, state: &str, context: &mut Value, output: Option<&Value>) {
+        (**self).on_state_exit(state, context, output).await
+    }
+    async fn on_transition(&self, from: &str, to: &str, context: &mut Value) -> Option<String> {
+        (**self).on_transition(from, to, context).await
+    }
+    async fn on_error(
+        &self,
+        state: &str,
+        kind: &str,
+        message: &str,
+        context: &mut Value,
+    ) -> Option<String> {
+        (**self).on_error(state, kind, message, context).await
+    }
+    async fn on_action(&self, action: &str, context: &mut Value) {
+        (**self).on_action(action, context).await
     }
 }
 
@@ -47,40 +97,113 @@ pub trait MachineHooks: Send + Sync {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoHooks;
 
+#[async_trait]
 impl MachineHooks for NoHooks {}
 
-/// Logs every event with `tracing` (the reference's `LoggingHooks`).
+/// Logs every event with `tracing` at info level (the reference's `LoggingHooks`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoggingHooks;
 
+#[async_trait]
 impl MachineHooks for LoggingHooks {
-    fn on_machine_start(&self, _context: &mut Value) {
+    async fn on_machine_start(&self, _context: &mut Value) {
         tracing::info!("Machine execution started");
     }
-    fn on_machine_end(&self, _context: &Value, output: &mut Value) {
+    async fn on_machine_end(&self, _context: &Value, output: &mut Value) {
         tracing::info!("Machine execution ended with output: {output}");
     }
-    fn on_state_enter(&self, state: &str, _context: &mut Value) {
+    async fn on_state_enter(&self, state: &str, _context: &mut Value) {
         tracing::info!("Entering state: {state}");
     }
-    fn on_state_exit(&self, state: &str, _context: &mut Value, _output: Option<&Value>) {
+    async fn on_state_exit(&self, state: &str, _context: &mut Value, _output: Option<&Value>) {
         tracing::info!("Exiting state: {state}");
     }
-    fn on_transition<'a>(
-        &self,
-        from: &str,
-        to: &'a str,
-        _context: &mut Value,
-    ) -> Option<Cow<'a, str>> {
+    async fn on_transition(&self, from: &str, to: &str, _context: &mut Value) -> Option<String> {
         tracing::info!("Transition: {from} -> {to}");
-        Some(Cow::Borrowed(to))
+        Some(to.to_string())
+    }
+}
+
+/// Counts states, transitions and errors (the reference's `MetricsHooks`).
+///
+/// Clone it before handing it to a runtime to read the figures afterwards: clones share counts.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsHooks {
+    inner: Arc<Mutex<Metrics>>,
+}
+
+/// What [`MetricsHooks`] counted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Metrics {
+    /// Entries per state name.
+    pub state_counts: BTreeMap<String, u64>,
+    /// Transitions per `"from->to"`.
+    pub transition_counts: BTreeMap<String, u64>,
+    /// States entered in total.
+    pub total_states_executed: u64,
+    /// Errors that reached the `on_error` hook.
+    pub error_count: u64,
+}
+
+impl MetricsHooks {
+    /// Fresh counters.
+    pub fn new() -> Self {
+        MetricsHooks::default()
+    }
+
+    /// A copy of the counts so far.
+    pub fn metrics(&self) -> Metrics {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Metrics> {
+        // A panic in another hook cannot leave the counters half-updated: keep counting.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait]
+impl MachineHooks for MetricsHooks {
+    async fn on_state_enter(&self, state: &str, _context: &mut Value) {
+        let mut m = self.lock();
+        *m.state_counts.entry(state.to_string()).or_default() += 1;
+        m.total_states_executed += 1;
+    }
+    async fn on_transition(&self, from: &str, to: &str, _context: &mut Value) -> Option<String> {
+        *self
+            .lock()
+            .transition_counts
+            .entry(format!("{from}->{to}"))
+            .or_default() += 1;
+        Some(to.to_string())
+    }
+    async fn on_error(
+        &self,
+        _state: &str,
+        _kind: &str,
+        _message: &str,
+        _context: &mut Value,
+    ) -> Option<String> {
+        self.lock().error_count += 1;
+        None
     }
 }
 
 /// Several hooks chained in order: contexts thread through each; the first recovery state wins.
+///
+/// Unlike the reference, async members are awaited (the reference passes their pending
+/// coroutine on as the "context").
 #[derive(Clone, Default)]
 pub struct CompositeHooks {
     hooks: Vec<Arc<dyn MachineHooks>>,
+}
+
+impl std::fmt::Debug for CompositeHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompositeHooks")
+            .field("len", &self.hooks.len())
+            .finish()
+    }
 }
 
 impl CompositeHooks {
@@ -90,52 +213,61 @@ impl CompositeHooks {
     }
 }
 
+#[async_trait]
 impl MachineHooks for CompositeHooks {
-    fn on_machine_start(&self, context: &mut Value) {
-        self.hooks.iter().for_each(|h| h.on_machine_start(context));
-    }
-    fn on_machine_end(&self, context: &Value, output: &mut Value) {
-        self.hooks
-            .iter()
-            .for_each(|h| h.on_machine_end(context, output));
-    }
-    fn on_state_enter(&self, state: &str, context: &mut Value) {
-        self.hooks
-            .iter()
-            .for_each(|h| h.on_state_enter(state, context));
-    }
-    fn on_state_exit(&self, state: &str, context: &mut Value, output: Option<&Value>) {
-        self.hooks
-            .iter()
-            .for_each(|h| h.on_state_exit(state, context, output));
-    }
-    fn on_transition<'a>(
-        &self,
-        from: &str,
-        to: &'a str,
-        context: &mut Value,
-    ) -> Option<Cow<'a, str>> {
-        let mut next = Cow::Borrowed(to);
+    async fn on_machine_start(&self, context: &mut Value) {
         for h in &self.hooks {
-            next = match next {
-                Cow::Borrowed(n) => h.on_transition(from, n, context)?,
-                Cow::Owned(n) => Cow::Owned(h.on_transition(from, &n, context)?.into_owned()),
-            };
+            h.on_machine_start(context).await;
+        }
+    }
+    async fn on_machine_end(&self, context: &Value, output: &mut Value) {
+        for h in &self.hooks {
+            h.on_machine_end(context, output).await;
+        }
+    }
+    async fn on_state_enter(&self, state: &str, context: &mut Value) {
+        for h in &self.hooks {
+            h.on_state_enter(state, context).await;
+        }
+    }
+    async fn on_state_exit(&self, state: &str, context: &mut Value, output: Option<&Value>) {
+        for h in &self.hooks {
+            h.on_state_exit(state, context, output).await;
+        }
+    }
+    async fn on_transition(&self, from: &str, to: &str, context: &mut Value) -> Option<String> {
+        let mut next = to.to_string();
+        for h in &self.hooks {
+            next = h.on_transition(from, &next, context).await?;
         }
         Some(next)
     }
-    fn on_error(
+    async fn on_error(
         &self,
         state: &str,
         kind: &str,
         message: &str,
         context: &mut Value,
     ) -> Option<String> {
-        self.hooks
-            .iter()
-            .find_map(|h| h.on_error(state, kind, message, context))
+        for h in &self.hooks {
+            if let Some(s) = h.on_error(state, kind, message, context).await {
+                return Some(s);
+            }
+        }
+        None
     }
-    fn on_action(&self, action: &str, context: &mut Value) {
-        self.hooks.iter().for_each(|h| h.on_action(action, context));
+    async fn on_action(&self, action: &str, context: &mut Value) {
+        for h in &self.hooks {
+            h.on_action(action, context).await;
+        }
     }
+}
+
+/// The `args` map of a `{name, args}` hooks reference, empty for a bare name.
+pub(crate) fn args_of(entry: &Map<String, Value>) -> Map<String, Value> {
+    entry
+        .get("args")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
 }

@@ -23,6 +23,7 @@ mod state;
 mod strategy;
 pub mod template;
 
+pub use async_trait::async_trait;
 pub use error::Error;
 pub use flatmachines_macros::{flatmachine, include_machine};
 pub use machine::Machine;

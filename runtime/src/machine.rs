@@ -30,6 +30,8 @@ pub(crate) struct MachineDef {
     pub states: Vec<StateDef>,
     pub initial: usize,
     pub templates: Templates,
+    /// `data.hooks`, resolved through the runtime's registry when a run starts.
+    pub hooks: Option<Value>,
 }
 
 #[derive(Debug)]
@@ -246,7 +248,7 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
         states,
         initial,
         templates: Templates::new(),
-
+        hooks: data.hooks.as_ref().map(|h| h.to_json()),
         name,
     })
 }

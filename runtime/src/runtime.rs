@@ -2,7 +2,7 @@
 
 use crate::agent::{AdapterRegistry, AgentAdapter};
 use crate::error::Error;
-use crate::hooks::{MachineHooks, NoHooks};
+use crate::hooks::{HooksRegistry, MachineHooks};
 use crate::machine::Machine;
 use serde_json::Value;
 use std::sync::Arc;
@@ -18,19 +18,24 @@ pub struct RunOptions {
     pub execution_id: Option<String>,
     /// The parent's execution id, for child machines.
     pub parent_execution_id: Option<String>,
+    /// Resume this execution from its latest checkpoint instead of starting afresh
+    /// (`persistence.md` §8); the input is then ignored.
+    pub resume_from: Option<String>,
 }
 
 /// Adapters, hooks and settings shared by runs. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) adapters: AdapterRegistry,
-    pub(crate) hooks: Arc<dyn MachineHooks>,
+    pub(crate) hooks: Option<Arc<dyn MachineHooks>>,
+    pub(crate) hooks_registry: Arc<HooksRegistry>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
             .field("adapters", &self.adapters)
+            .field("hooks_registry", &self.hooks_registry)
             .finish_non_exhaustive()
     }
 }
@@ -42,7 +47,8 @@ impl Default for Runtime {
 }
 
 impl Runtime {
-    /// A runtime with the built-in adapters (`flatagent`, `echo`) and no hooks.
+    /// A runtime with the built-in adapters (`flatagent`, `echo`), the built-in hooks names
+    /// (`logging`, `metrics`) for `data.hooks`, and no hooks of its own.
     pub fn new() -> Self {
         Runtime::builder().build()
     }
@@ -51,7 +57,8 @@ impl Runtime {
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder {
             adapters: AdapterRegistry::builtin(),
-            hooks: Arc::new(NoHooks),
+            hooks: None,
+            hooks_registry: HooksRegistry::builtin(),
         }
     }
 
@@ -74,7 +81,8 @@ impl Runtime {
 /// Builds a [`Runtime`].
 pub struct RuntimeBuilder {
     adapters: AdapterRegistry,
-    hooks: Arc<dyn MachineHooks>,
+    hooks: Option<Arc<dyn MachineHooks>>,
+    hooks_registry: HooksRegistry,
 }
 
 impl RuntimeBuilder {
@@ -84,9 +92,28 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Uses `hooks` for every run.
+    /// Uses `hooks` for every run; `data.hooks` in the YAML is then not consulted (as the
+    /// reference's explicit `hooks=` argument).
     pub fn hooks(mut self, hooks: impl MachineHooks + 'static) -> Self {
-        self.hooks = Arc::new(hooks);
+        self.hooks = Some(Arc::new(hooks));
+        self
+    }
+
+    /// Registers a hooks factory for `data.hooks` references by `name` (replacing a built-in).
+    pub fn register_hooks<F>(mut self, name: impl Into<String>, factory: F) -> Self
+    where
+        F: Fn(&crate::hooks::HookArgs) -> Result<Arc<dyn MachineHooks>, String>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.hooks_registry.register(name, factory);
+        self
+    }
+
+    /// Replaces the whole `data.hooks` registry (for instance with [`HooksRegistry::empty`]).
+    pub fn hooks_registry(mut self, registry: HooksRegistry) -> Self {
+        self.hooks_registry = registry;
         self
     }
 
@@ -95,6 +122,7 @@ impl RuntimeBuilder {
         Runtime {
             adapters: self.adapters,
             hooks: self.hooks,
+            hooks_registry: Arc::new(self.hooks_registry),
         }
     }
 }

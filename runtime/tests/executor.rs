@@ -6,7 +6,6 @@ use flatmachines::agent::{
 use flatmachines::hooks::MachineHooks;
 use flatmachines::{Error, Machine, RunOptions, Runtime};
 use serde_json::{Value, json};
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 fn machine(yaml: &str) -> Machine {
@@ -175,24 +174,22 @@ async fn max_steps_ends_the_run_quietly() {
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);
 
+#[flatmachines::async_trait]
 impl MachineHooks for Recorder {
-    fn on_machine_start(&self, context: &mut Value) {
+    async fn on_machine_start(&self, context: &mut Value) {
         context["started"] = json!(true);
         self.0.lock().unwrap().push("start".into());
     }
-    fn on_state_enter(&self, state: &str, _context: &mut Value) {
+    async fn on_state_enter(&self, state: &str, _context: &mut Value) {
+        // A hook may await: yield to prove the executor polls it to completion.
+        tokio::task::yield_now().await;
         self.0.lock().unwrap().push(format!("enter {state}"));
     }
-    fn on_transition<'a>(
-        &self,
-        from: &str,
-        to: &'a str,
-        _context: &mut Value,
-    ) -> Option<Cow<'a, str>> {
+    async fn on_transition(&self, from: &str, to: &str, _context: &mut Value) -> Option<String> {
         self.0.lock().unwrap().push(format!("{from}->{to}"));
-        Some(Cow::Borrowed("done"))
+        Some("done".into())
     }
-    fn on_machine_end(&self, _context: &Value, output: &mut Value) {
+    async fn on_machine_end(&self, _context: &Value, output: &mut Value) {
         output["ended"] = json!(true);
     }
 }
@@ -200,26 +197,76 @@ impl MachineHooks for Recorder {
 #[tokio::test]
 async fn hooks_observe_and_steer() {
     let hooks = Arc::new(Recorder::default());
-    struct Shared(Arc<Recorder>);
-    impl MachineHooks for Shared {
-        fn on_machine_start(&self, c: &mut Value) {
-            self.0.on_machine_start(c)
-        }
-        fn on_state_enter(&self, s: &str, c: &mut Value) {
-            self.0.on_state_enter(s, c)
-        }
-        fn on_transition<'a>(&self, f: &str, t: &'a str, c: &mut Value) -> Option<Cow<'a, str>> {
-            self.0.on_transition(f, t, c)
-        }
-        fn on_machine_end(&self, c: &Value, o: &mut Value) {
-            self.0.on_machine_end(c, o)
-        }
-    }
-    let rt = Runtime::builder().hooks(Shared(hooks.clone())).build();
+    let rt = Runtime::builder().hooks(hooks.clone()).build();
     let out = rt.run(&machine(LOOP), json!({})).await.unwrap();
     assert_eq!(out, json!({"n": "1", "calls": 0, "ended": true}));
     assert_eq!(
         *hooks.0.lock().unwrap(),
         ["start", "enter start", "start->start", "enter done"]
     );
+}
+
+const ACTION: &str = r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: actions
+  hooks: [{name: stamp, args: {value: 7}}, metrics]
+  context: {}
+  states:
+    start:
+      type: initial
+      action: stamp_it
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {stamped: context.stamped}
+"#;
+
+/// Writes `args.value` into the context on every action.
+struct Stamp(Value);
+
+#[flatmachines::async_trait]
+impl MachineHooks for Stamp {
+    async fn on_action(&self, _action: &str, context: &mut Value) {
+        context["stamped"] = self.0.clone();
+    }
+}
+
+#[tokio::test]
+async fn data_hooks_resolve_through_the_registry() {
+    let rt = Runtime::builder()
+        .register_hooks("stamp", |args| {
+            let v = args.get("value").cloned().ok_or("needs `value`")?;
+            Ok(Arc::new(Stamp(v)))
+        })
+        .build();
+    let out = rt.run(&machine(ACTION), json!({})).await.unwrap();
+    assert_eq!(out, json!({"stamped": 7}));
+}
+
+#[tokio::test]
+async fn unknown_data_hooks_name_is_a_typed_error() {
+    let err = Runtime::new()
+        .run(&machine(ACTION), json!({}))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, flatmachines::Error::Hooks { .. }), "{text}");
+    assert!(
+        text.contains("machine `actions`") && text.contains("`stamp`"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn explicit_hooks_bypass_data_hooks() {
+    let metrics = flatmachines::hooks::MetricsHooks::new();
+    let rt = Runtime::builder().hooks(metrics.clone()).build();
+    // `stamp` is not registered, but the explicit hooks win, so it is never resolved.
+    let out = rt.run(&machine(ACTION), json!({})).await.unwrap();
+    assert_eq!(out, json!({"stamped": null}));
+    let m = metrics.metrics();
+    assert_eq!(m.total_states_executed, 2);
+    assert_eq!(m.transition_counts.get("start->done"), Some(&1));
 }

@@ -3,6 +3,7 @@
 use crate::agent::{AdapterContext, AgentExecutor};
 use crate::condition::{PyValue, py_truthy};
 use crate::error::Error;
+use crate::hooks::MachineHooks;
 use crate::machine::{Machine, MachineDef, OnErrorDef, StateDef};
 use crate::runtime::{RunOptions, Runtime};
 use crate::strategy;
@@ -27,17 +28,47 @@ impl StateFailure {
     }
 }
 
+mod checkpoint;
+mod children;
+
+pub(crate) use checkpoint::Event;
+
 /// The run's mutable state.
-struct Run<'a> {
-    rt: &'a Runtime,
-    def: &'a MachineDef,
-    execution_id: String,
-    parent_execution_id: Option<String>,
-    context: Value,
-    step: u64,
-    total_api_calls: i64,
-    total_cost: f64,
+pub(crate) struct Run<'a> {
+    pub rt: &'a Runtime,
+    pub machine: &'a Machine,
+    pub def: &'a MachineDef,
+    /// The runtime's explicit hooks, else `data.hooks` resolved; `None` skips every call.
+    pub hooks: Option<Arc<dyn MachineHooks>>,
+    pub execution_id: String,
+    pub parent_execution_id: Option<String>,
+    pub context: Value,
+    pub step: u64,
+    pub total_api_calls: i64,
+    pub total_cost: f64,
+    /// The outbox of child launches (`parallel-and-launch.md` §6), saved in every checkpoint.
+    pub pending_launches: Vec<LaunchIntent>,
     executors: HashMap<String, Arc<dyn AgentExecutor>>,
+    /// Checkpoint backend, lock and config store of this run (`persistence.md`).
+    pub persist: checkpoint::Persist,
+    /// Result backend, invoker and background children of this run.
+    pub children: children::Children,
+}
+
+/// What a child run inherits from its parent (`parallel-and-launch.md` §1).
+#[derive(Clone, Default)]
+pub(crate) struct Inherited {
+    pub persist: Option<checkpoint::Shared>,
+    pub children: Option<children::Shared>,
+}
+
+/// A launch intent of the outbox pattern, in the reference's wire shape.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct LaunchIntent {
+    pub execution_id: String,
+    pub machine: String,
+    pub input: Value,
+    pub launched: bool,
 }
 
 /// Runs `machine` to the end and returns its output.
@@ -47,62 +78,101 @@ pub(crate) async fn run(
     input: Value,
     opts: RunOptions,
 ) -> Result<Value, Error> {
+    run_inherited(rt, machine, input, opts, Inherited::default()).await
+}
+
+/// Runs `machine` sharing `inherited` components with a parent run.
+pub(crate) async fn run_inherited(
+    rt: &Runtime,
+    machine: &Machine,
+    input: Value,
+    opts: RunOptions,
+    inherited: Inherited,
+) -> Result<Value, Error> {
     let def = &*machine.def;
-    let max_steps = opts
-        .max_steps
-        .or_else(|| def.settings.get("max_steps").and_then(Value::as_u64))
-        .unwrap_or(1000);
+    let hooks = match (&rt.hooks, &def.hooks) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(reference)) => Some(rt.hooks_registry.resolve(reference).map_err(|e| {
+            Error::Hooks {
+                machine: def.name.clone(),
+                message: e.to_string(),
+            }
+        })?),
+        (None, None) => None,
+    };
+    let execution_id = opts.execution_id.clone().unwrap_or_else(new_execution_id);
+    let persist = checkpoint::Persist::new(def, &execution_id, inherited.persist)?;
+    let children = children::Children::new(def, inherited.children);
     let mut run = Run {
         rt,
+        machine,
         def,
-        execution_id: opts.execution_id.unwrap_or_else(new_execution_id),
-        parent_execution_id: opts.parent_execution_id,
+        hooks,
+        execution_id,
+        parent_execution_id: opts.parent_execution_id.clone(),
         context: Value::Null,
         step: 0,
         total_api_calls: 0,
         total_cost: 0.0,
+        pending_launches: Vec::new(),
         executors: HashMap::new(),
+        persist,
+        children,
     };
-    let input = match input {
-        Value::Null => Value::Object(Map::new()),
-        other => other,
-    };
-    run.context = def
-        .templates
-        .render_map(&def.context, &Vars::new().with("input", &input))
-        .map_err(|e| Error::InitialContext {
-            machine: def.name.clone(),
-            message: e.to_string(),
-        })?;
-    if !run.context.is_object() {
-        run.context = Value::Object(Map::new());
-    }
-    warn_uncaptured(&input, &run.context);
-    let mut current = Some(def.initial);
-    run.inject_metadata(&def.states[def.initial].name);
-    rt.hooks.on_machine_start(&mut run.context);
+    run.persist.acquire(&run.execution_id, &def.name).await?;
+    let result = run.execute(input, &opts).await;
+    let finished = run.children.finish().await;
+    run.persist.release(&run.execution_id).await;
+    let output = result?;
+    finished?;
+    Ok(output)
+}
 
-    let mut final_output = Value::Object(Map::new());
-    while let Some(idx) = current {
-        if run.step >= max_steps {
-            tracing::warn!("machine `{}` stopped at max_steps ({max_steps})", def.name);
-            break;
-        }
-        if opts
-            .max_agent_calls
-            .is_some_and(|m| run.total_api_calls >= m)
-        {
-            break;
-        }
-        run.step += 1;
-        let state = &def.states[idx];
-        run.inject_metadata(&state.name);
-        rt.hooks.on_state_enter(&state.name, &mut run.context);
-        let output = match run.run_state(state).await {
-            Ok(output) => output,
-            Err(failure) => {
-                let target = run.recover(state, &failure);
-                match target {
+impl Run<'_> {
+    async fn execute(&mut self, input: Value, opts: &RunOptions) -> Result<Value, Error> {
+        let def = self.def;
+        let max_steps = opts
+            .max_steps
+            .or_else(|| def.settings.get("max_steps").and_then(Value::as_u64))
+            .unwrap_or(1000);
+        let mut current = match &opts.resume_from {
+            Some(id) => match checkpoint::resume(self, id).await? {
+                checkpoint::Resumed::At(idx) => Some(idx),
+                checkpoint::Resumed::Finished(output) => return Ok(output),
+            },
+            None => {
+                self.start(input)?;
+                self.checkpoint(Event::MachineStart, None, None).await?;
+                if let Some(h) = &self.hooks {
+                    h.on_machine_start(&mut self.context).await;
+                }
+                Some(def.initial)
+            }
+        };
+
+        let mut final_output = Value::Object(Map::new());
+        while let Some(idx) = current {
+            if self.step >= max_steps {
+                tracing::warn!("machine `{}` stopped at max_steps ({max_steps})", def.name);
+                break;
+            }
+            if opts
+                .max_agent_calls
+                .is_some_and(|m| self.total_api_calls >= m)
+            {
+                break;
+            }
+            self.step += 1;
+            let state = &def.states[idx];
+            self.inject_metadata(&state.name);
+            self.checkpoint(Event::StateEnter, Some(idx), None).await?;
+            if let Some(h) = &self.hooks {
+                h.on_state_enter(&state.name, &mut self.context).await;
+            }
+            self.checkpoint(Event::Execute, Some(idx), None).await?;
+            let output = match self.run_state(state).await {
+                Ok(output) => output,
+                Err(failure) => match self.recover(state, &failure).await {
                     Some(t) => {
                         tracing::warn!(
                             "state `{}` failed ({}: {}); recovering in `{}`",
@@ -112,7 +182,7 @@ pub(crate) async fn run(
                             def.states[t].name
                         );
                         current = Some(t);
-                        run.inject_metadata(&def.states[t].name);
+                        self.inject_metadata(&def.states[t].name);
                         continue;
                     }
                     None => {
@@ -123,39 +193,70 @@ pub(crate) async fn run(
                             message: failure.message,
                         });
                     }
-                }
-            }
-        };
-        if state.is_final
-            && let Some(out) = &output
-            && py_truthy(&PyValue::from(out))
-        {
-            final_output = out.clone();
-        }
-        rt.hooks
-            .on_state_exit(&state.name, &mut run.context, output.as_ref());
-        if opts
-            .max_agent_calls
-            .is_some_and(|m| run.total_api_calls >= m)
-            || state.is_final
-        {
-            break;
-        }
-        current = run.next_state(state)?;
-        if let Some(next) = current {
-            let target = def.states[next].name.as_str();
-            current = match rt
-                .hooks
-                .on_transition(&state.name, target, &mut run.context)
-            {
-                Some(name) if name == target => Some(next),
-                Some(name) => def.states.iter().position(|s| s.name == name),
-                None => None,
+                },
             };
+            if state.is_final
+                && let Some(out) = &output
+                && py_truthy(&PyValue::from(out))
+            {
+                final_output = out.clone();
+            }
+            self.checkpoint(
+                Event::StateExit,
+                Some(idx),
+                if state.is_final { output.as_ref() } else { None },
+            )
+            .await?;
+            if let Some(h) = &self.hooks {
+                h.on_state_exit(&state.name, &mut self.context, output.as_ref())
+                    .await;
+            }
+            if opts
+                .max_agent_calls
+                .is_some_and(|m| self.total_api_calls >= m)
+                || state.is_final
+            {
+                break;
+            }
+            current = self.next_state(state)?;
+            if let (Some(next), Some(h)) = (current, &self.hooks) {
+                let target = def.states[next].name.as_str();
+                current = match h.on_transition(&state.name, target, &mut self.context).await {
+                    Some(name) if name == target => Some(next),
+                    Some(name) => def.states.iter().position(|s| s.name == name),
+                    None => None,
+                };
+            }
         }
+        self.checkpoint(Event::MachineEnd, None, Some(&final_output))
+            .await?;
+        if let Some(h) = &self.hooks {
+            h.on_machine_end(&self.context, &mut final_output).await;
+        }
+        Ok(final_output)
     }
-    rt.hooks.on_machine_end(&run.context, &mut final_output);
-    Ok(final_output)
+
+    /// A fresh start: the initial context from `input`, then `context.machine`.
+    fn start(&mut self, input: Value) -> Result<(), Error> {
+        let def = self.def;
+        let input = match input {
+            Value::Null => Value::Object(Map::new()),
+            other => other,
+        };
+        self.context = def
+            .templates
+            .render_map(&def.context, &Vars::new().with("input", &input))
+            .map_err(|e| Error::InitialContext {
+                machine: def.name.clone(),
+                message: e.to_string(),
+            })?;
+        if !self.context.is_object() {
+            self.context = Value::Object(Map::new());
+        }
+        warn_uncaptured(&input, &self.context);
+        self.inject_metadata(&def.states[def.initial].name);
+        Ok(())
+    }
 }
 
 fn new_execution_id() -> String {
@@ -241,7 +342,7 @@ impl Run<'_> {
     }
 
     /// `on_error` handling: record the error, then pick the recovery state.
-    fn recover(&mut self, state: &StateDef, failure: &StateFailure) -> Option<usize> {
+    async fn recover(&mut self, state: &StateDef, failure: &StateFailure) -> Option<usize> {
         if let Some(ctx) = self.context.as_object_mut() {
             ctx.insert("last_error".into(), Value::String(failure.message.clone()));
             ctx.insert(
@@ -258,15 +359,20 @@ impl Run<'_> {
                 .map(|(_, t)| *t),
             None => None,
         };
-        configured.or_else(|| {
-            let name = self.rt.hooks.on_error(
+        if configured.is_some() {
+            return configured;
+        }
+        let name = self
+            .hooks
+            .as_ref()?
+            .on_error(
                 &state.name,
                 &failure.kind,
                 &failure.message,
                 &mut self.context,
-            )?;
-            self.def.states.iter().position(|s| s.name == name)
-        })
+            )
+            .await?;
+        self.def.states.iter().position(|s| s.name == name)
     }
 
     fn next_state(&self, state: &StateDef) -> Result<Option<usize>, Error> {
@@ -297,13 +403,17 @@ impl Run<'_> {
             ));
         }
         if let Some(action) = &state.action {
-            self.rt.hooks.on_action(action, &mut self.context);
+            match &self.hooks {
+                Some(h) => h.on_action(action, &mut self.context).await,
+                None => tracing::warn!("Unhandled action: {action}"),
+            }
         }
-        if !state.launch.is_empty() || state.has_children {
-            return Err(StateFailure::new(
-                "NotImplementedError",
-                "child machines (`machine`, `foreach`, `launch`) are not supported yet",
-            ));
+        if !state.launch.is_empty() {
+            self.launch(state).await?;
+        }
+        if state.has_children {
+            let output = self.run_children(state).await?;
+            self.apply_output_to_context(state, &output)?;
         }
         if let Some(agent) = &state.agent {
             if state.tool_loop {
