@@ -18,6 +18,7 @@ mod error;
 mod executor;
 pub mod hooks;
 mod machine;
+pub mod persistence;
 mod runtime;
 mod state;
 mod strategy;
