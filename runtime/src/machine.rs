@@ -32,6 +32,21 @@ pub(crate) struct MachineDef {
     pub templates: Templates,
     /// `data.hooks`, resolved through the runtime's registry when a run starts.
     pub hooks: Option<Value>,
+    /// Agent executors by (runtime id, agent name): adapters build them once per machine and
+    /// runtime, not once per run (the `flatagent` executor parses its prompt templates).
+    pub executors: ExecutorCache,
+}
+
+/// See [`MachineDef::executors`].
+#[derive(Default)]
+pub(crate) struct ExecutorCache(
+    pub std::sync::Mutex<HashMap<(u64, String), Arc<dyn crate::agent::AgentExecutor>>>,
+);
+
+impl std::fmt::Debug for ExecutorCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecutorCache")
+    }
 }
 
 #[derive(Debug)]
@@ -249,6 +264,7 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
         initial,
         templates: Templates::new(),
         hooks: data.hooks.as_ref().map(|h| h.to_json()),
+        executors: ExecutorCache::default(),
         name,
     })
 }

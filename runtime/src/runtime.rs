@@ -29,6 +29,8 @@ pub struct Runtime {
     pub(crate) adapters: AdapterRegistry,
     pub(crate) hooks: Option<Arc<dyn MachineHooks>>,
     pub(crate) hooks_registry: Arc<HooksRegistry>,
+    /// Distinguishes runtimes in per-machine caches (their adapters may differ).
+    pub(crate) id: u64,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -123,6 +125,10 @@ impl RuntimeBuilder {
             adapters: self.adapters,
             hooks: self.hooks,
             hooks_registry: Arc::new(self.hooks_registry),
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 }

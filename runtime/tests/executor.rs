@@ -270,3 +270,61 @@ async fn explicit_hooks_bypass_data_hooks() {
     assert_eq!(m.total_states_executed, 2);
     assert_eq!(m.transition_counts.get("start->done"), Some(&1));
 }
+
+/// Counts the executors it builds; its agents echo their input.
+#[derive(Clone, Default)]
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl AgentAdapter for Counting {
+    fn type_name(&self) -> &str {
+        "echo"
+    }
+    fn create_executor(
+        &self,
+        _n: &str,
+        _spec: &AgentSpec,
+        _c: &AdapterContext,
+    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Arc::new(EchoBack))
+    }
+}
+
+struct EchoBack;
+
+impl AgentExecutor for EchoBack {
+    fn execute<'a>(
+        &'a self,
+        input: Value,
+        _c: &'a Value,
+    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
+        Box::pin(async move {
+            Ok(AgentResult {
+                output: Some(input),
+                ..AgentResult::default()
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn executors_are_built_once_per_machine_and_runtime() {
+    let counting = Counting::default();
+    let rt = Runtime::builder().adapter(counting.clone()).build();
+    let m = machine(LOOP);
+    for _ in 0..3 {
+        assert_eq!(
+            rt.run(&m, json!({})).await.unwrap(),
+            json!({"n": "3", "calls": 0})
+        );
+    }
+    let built = || counting.0.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(built(), 1);
+    // Another runtime may have other adapters: it gets its own executor.
+    let other = Runtime::builder().adapter(counting.clone()).build();
+    other.run(&m, json!({})).await.unwrap();
+    assert_eq!(built(), 2);
+    // So does another machine.
+    rt.run(&machine(LOOP), json!({})).await.unwrap();
+    assert_eq!(built(), 3);
+}

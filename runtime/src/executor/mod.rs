@@ -490,6 +490,19 @@ impl Run<'_> {
         if let Some(e) = self.executors.get(name) {
             return Ok(e.clone());
         }
+        let cache_key = (self.rt.id, name.to_string());
+        let cached = self
+            .def
+            .executors
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+            .cloned();
+        if let Some(e) = cached {
+            self.executors.insert(name.to_string(), e.clone());
+            return Ok(e);
+        }
         let spec = self
             .def
             .agents
@@ -510,6 +523,12 @@ impl Run<'_> {
             .create_executor(name, spec, &ctx)
             .map_err(|e| StateFailure::new(e.kind, e.message))?;
         self.executors.insert(name.to_string(), executor.clone());
+        self.def
+            .executors
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cache_key, executor.clone());
         Ok(executor)
     }
 }
