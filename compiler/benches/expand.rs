@@ -12,7 +12,7 @@
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use flatmachines_compiler::codegen::{self, Options, SourceText};
 use flatmachines_compiler::load::{self, Input, LoadOptions};
-use flatmachines_compiler::{Checked, check, check_input};
+use flatmachines_compiler::{check, check_input};
 use proc_macro2::TokenStream;
 use quote::quote;
 use std::fmt::Write as _;
@@ -108,23 +108,14 @@ fn absolute(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The generator options the macro builds for a checked file.
-fn macro_options(checked: &Checked, path: &Path) -> Options {
-    Options {
-        source: SourceText::File(absolute(path)),
-        tracked: checked
-            .project
-            .files_read()
-            .iter()
-            .map(|p| absolute(p))
-            .collect(),
-    }
-}
-
 /// Exactly what `include_machine!(path)` does once it has found the file.
 fn expand(path: &Path) -> TokenStream {
-    let checked = check_input(Input::File(path), &load_options());
-    let options = macro_options(&checked, path);
+    let path = absolute(path);
+    let (checked, loaded) = codegen::check_recorded(Input::File(&path), &load_options());
+    let options = Options {
+        source: SourceText::File(path),
+        loaded,
+    };
     let module = codegen::generate(&checked.project, &options);
     let errors = checked
         .diagnostics
@@ -229,8 +220,12 @@ fn bench_expand(c: &mut Criterion) {
     let mut group = c.benchmark_group("phase");
     configure(&mut group);
     for (n, path) in &files {
-        let checked = check_input(Input::File(path), &load_options());
-        let options = macro_options(&checked, path);
+        let abs = absolute(path);
+        let (checked, loaded) = codegen::check_recorded(Input::File(&abs), &load_options());
+        let options = Options {
+            source: SourceText::File(abs),
+            loaded,
+        };
         let tokens = codegen::generate(&checked.project, &options);
         group.bench_with_input(BenchmarkId::new("load", n), path, |b, path| {
             b.iter(|| load::load(Input::File(black_box(path)), &load_options()))

@@ -124,7 +124,7 @@ impl Builder {
             let options = LoadOptions {
                 display_base: Some(base.clone()),
             };
-            let checked = crate::check_input(Input::File(&path), &options);
+            let (checked, loaded) = codegen::check_recorded(Input::File(&path), &options);
             let files = checked.project.files_read();
             if self.cargo_output {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -153,7 +153,7 @@ impl Builder {
                 &checked.project,
                 &Options {
                     source: SourceText::File(abs(&path)),
-                    tracked: files.iter().map(|f| abs(f)).collect(),
+                    loaded,
                 },
             );
             let file = out_dir.join(format!("{}.rs", codegen::module_name(&checked.project)));

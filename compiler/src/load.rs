@@ -11,6 +11,9 @@ use crate::yaml::{self, Node};
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
+mod fs;
+pub use fs::{FileSystem, MemoryFs, RealFs, RecordingFs, Transcript};
+
 /// Index of a machine in [`Project::machines`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MachineId(pub usize);
@@ -103,7 +106,13 @@ pub struct LoadOptions {
 
 /// Loads a machine and everything it references.
 pub fn load(input: Input<'_>, options: &LoadOptions) -> Project {
+    load_with(input, options, &RealFs)
+}
+
+/// [`load`], asking `fs` for every file (to record what is read, or to replay it from memory).
+pub fn load_with(input: Input<'_>, options: &LoadOptions, fs: &dyn FileSystem) -> Project {
     let mut loader = Loader {
+        fs,
         project: Project::default(),
         options: options.clone(),
         machine_by_file: HashMap::new(),
@@ -124,7 +133,7 @@ pub fn load(input: Input<'_>, options: &LoadOptions) -> Project {
             let display = loader.display(&path);
             let mut src = SourceFile::new(path.clone(), display, text);
             src.origin = Some(origin);
-            src.enclosing = std::fs::read_to_string(&path).ok();
+            src.enclosing = loader.fs.enclosing_text(&path);
             let file = loader.project.sources.add(src);
             let node = yaml::parse(
                 loader.project.sources.get(file),
@@ -139,7 +148,8 @@ pub fn load(input: Input<'_>, options: &LoadOptions) -> Project {
     loader.project
 }
 
-struct Loader {
+struct Loader<'f> {
+    fs: &'f dyn FileSystem,
     project: Project,
     options: LoadOptions,
     machine_by_file: HashMap<PathBuf, MachineId>,
@@ -150,7 +160,7 @@ struct Loader {
     in_progress: Vec<PathBuf>,
 }
 
-impl Loader {
+impl Loader<'_> {
     fn display(&self, path: &Path) -> String {
         let shown = self
             .options
@@ -168,11 +178,11 @@ impl Loader {
         from: Option<&Spanned<String>>,
         what: &str,
     ) -> Option<(FileId, Node)> {
-        let key = canonical(path);
+        let key = self.canonical(path);
         if let Some(done) = self.parsed.get(&key) {
             return done.clone();
         }
-        let result = match std::fs::read(path) {
+        let result = match self.fs.read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes).into_owned();
                 let display = self.display(path);
@@ -205,7 +215,7 @@ impl Loader {
                     ),
                 };
                 d = d.note(None, format!("looked for `{}`", self.display(path)));
-                if let Some(h) = sibling_suggestion(path) {
+                if let Some(h) = sibling_suggestion(self.fs, path) {
                     d = d.help(h);
                 } else if from.is_some() {
                     d = d.help("paths are relative to the file that names them");
@@ -237,8 +247,9 @@ impl Loader {
             profiles,
         });
         if let Some(p) = &path {
-            self.machine_by_file.insert(canonical(p), id);
-            self.in_progress.push(canonical(p));
+            let key = self.canonical(p);
+            self.machine_by_file.insert(key.clone(), id);
+            self.in_progress.push(key);
         }
         let entries = self.project.machines[id.0].doc.data.agents.clone();
         let agents = entries
@@ -264,7 +275,7 @@ impl Loader {
 
     fn machine_file(&mut self, reference: &Spanned<String>, dir: &Path) -> Option<MachineId> {
         let path = normalize(&dir.join(&reference.value));
-        let key = canonical(&path);
+        let key = self.canonical(&path);
         if let Some(pos) = self.in_progress.iter().position(|p| *p == key) {
             let chain: Vec<String> = self.in_progress[pos..]
                 .iter()
@@ -329,7 +340,7 @@ impl Loader {
         what: &str,
     ) -> Option<AgentId> {
         let path = normalize(&dir.join(&reference.value));
-        let key = canonical(&path);
+        let key = self.canonical(&path);
         if let Some(done) = self.agent_by_file.get(&key) {
             return *done;
         }
@@ -364,12 +375,12 @@ impl Loader {
     }
 
     fn profiles_in(&mut self, dir: &Path) -> Option<usize> {
-        let key = canonical(dir);
+        let key = self.canonical(dir);
         if let Some(p) = self.profiles_by_dir.get(&key) {
             return *p;
         }
         let path = dir.join("profiles.yml");
-        let result = if path.is_file() {
+        let result = if self.fs.is_file(&path) {
             self.read(&path, None, "profiles file").map(|(file, node)| {
                 let doc = parse_profiles(&node, file, &mut self.project.diags);
                 self.project.profiles.push(doc);
@@ -380,6 +391,13 @@ impl Loader {
         };
         self.profiles_by_dir.insert(key, result);
         result
+    }
+
+    /// A key identifying a file whatever path reached it.
+    fn canonical(&self, path: &Path) -> PathBuf {
+        self.fs
+            .canonicalize(path)
+            .unwrap_or_else(|_| normalize(path))
     }
 }
 
@@ -392,16 +410,13 @@ fn io_reason(e: &std::io::Error) -> String {
 }
 
 /// Suggests a file next to a missing one whose name is close.
-fn sibling_suggestion(path: &Path) -> Option<String> {
+fn sibling_suggestion(fs: &dyn FileSystem, path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let entries: Vec<String> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    let entries = fs.file_names(dir).ok()?;
     crate::suggest::help(name, entries.iter().map(String::as_str))
 }
 
@@ -433,11 +448,6 @@ pub fn normalize(path: &Path) -> PathBuf {
         out.push(".");
     }
     out
-}
-
-/// A key identifying a file whatever path reached it.
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| normalize(path))
 }
 
 /// A span for the whole of a file, when a diagnostic has nothing more precise.

@@ -1,4 +1,5 @@
-//! Rust names for YAML names: the module of a machine and the variants of its `State` enum.
+//! Rust names for YAML names: the module of a machine, the variants of its `State` enum and the
+//! fields of its `Input` and `Output`.
 //!
 //! The rules are part of the public contract (documented in `docs/generated-code.md`):
 //! module names are snake_case of `data.name`, variants UpperCamelCase of the state name;
@@ -61,6 +62,24 @@ pub fn variant_names<'a>(states: impl IntoIterator<Item = &'a str>) -> (Vec<Stri
     (out, renamed)
 }
 
+/// Field names for map keys (the typed `Input` and `Output` of a machine), in order: snake_case
+/// with the same cleaning as the other names (leading digit gets `f_`, keywords a trailing `_`);
+/// names in `reserved` or already taken get `2`, `3`, ….
+pub fn field_names<'a>(keys: impl IntoIterator<Item = &'a str>, reserved: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for key in keys {
+        let base = identifier(&key.to_snake_case(), "f_", "field");
+        let mut name = base.clone();
+        let mut n = 2;
+        while out.contains(&name) || reserved.contains(&name.as_str()) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        out.push(name);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +121,24 @@ mod tests {
             ]
         );
         assert_eq!(renamed, [2]);
+    }
+
+    #[test]
+    fn field_names_are_snake_case_and_unique() {
+        assert_eq!(
+            field_names(
+                ["code", "userName", "user_name", "type", "2nd", "extra", "-"],
+                &["extra"]
+            ),
+            [
+                "code",
+                "user_name",
+                "user_name2",
+                "type_",
+                "f_2nd",
+                "extra2",
+                "field"
+            ]
+        );
     }
 }

@@ -2,9 +2,9 @@
 //! `flatmachines-compiler` and expands to the generated module. Use it through the
 //! `flatmachines` crate, which re-exports both macros.
 
+use flatmachines_compiler::Checked;
 use flatmachines_compiler::codegen::{self, Options, SourceText};
 use flatmachines_compiler::load::{Input, LoadOptions};
-use flatmachines_compiler::{Checked, check_input};
 use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;
@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 /// ```
 ///
 /// The path is relative to the file that invokes the macro (falling back to the crate root).
-/// Every file the machine references is tracked, so editing any of them rebuilds. A defective
-/// machine is a compile error carrying the YAML diagnostics (`--> machines/review.yml:14:13`).
+/// Every file the machine references is embedded in the binary (it runs without them) and
+/// tracked, so editing any of them rebuilds. A defective machine is a compile error carrying
+/// the YAML diagnostics (`--> machines/review.yml:14:13`).
 #[proc_macro]
 pub fn include_machine(input: TokenStream) -> TokenStream {
     let lit = match syn::parse::<syn::LitStr>(input) {
@@ -34,16 +35,13 @@ pub fn include_machine(input: TokenStream) -> TokenStream {
         );
         return syn::Error::new(lit.span(), msg).to_compile_error().into();
     };
-    let checked = check_input(Input::File(&path), &load_options());
-    let tracked: Vec<PathBuf> = checked
-        .project
-        .files_read()
-        .iter()
-        .map(|p| absolute(p))
-        .collect();
+    // Loaded by its absolute path: the compiled machine replays this load at run time, from
+    // wherever the binary runs.
+    let path = absolute(&path);
+    let (checked, loaded) = codegen::check_recorded(Input::File(&path), &load_options());
     let options = Options {
-        source: SourceText::File(absolute(&path)),
-        tracked,
+        source: SourceText::File(path),
+        loaded,
     };
     expand(&checked, &options, lit.span())
 }
@@ -97,7 +95,14 @@ pub fn flatmachine(input: TokenStream) -> TokenStream {
         },
     };
     let file = call_file.unwrap_or_else(|| PathBuf::from("inline.yml"));
-    let checked = check_input(
+    // References resolve against the absolute directory, as they will at run time.
+    let dir = absolute(
+        file.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    );
+    let file = dir.join(file.file_name().unwrap_or("inline.yml".as_ref()));
+    let (checked, loaded) = codegen::check_recorded(
         Input::Inline {
             text: text.clone(),
             path: &file,
@@ -105,16 +110,9 @@ pub fn flatmachine(input: TokenStream) -> TokenStream {
         },
         &load_options(),
     );
-    let tracked: Vec<PathBuf> = checked
-        .project
-        .files_read()
-        .iter()
-        .map(|p| absolute(p))
-        .collect();
-    let dir = absolute(file.parent().unwrap_or(Path::new(".")));
     let options = Options {
         source: SourceText::InlineAt { text, dir },
-        tracked,
+        loaded,
     };
     expand(&checked, &options, span)
 }

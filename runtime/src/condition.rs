@@ -22,7 +22,9 @@
 //!   parsed by [`flatmachines_compiler::expr::simple`] and evaluated here with Python's
 //!   semantics (equality, ordering, arithmetic, truthiness, error types and messages).
 //!   The building blocks ([`py_eq`], [`py_cmp`], [`py_arith`], [`py_truthy`], [`attr`],
-//!   [`index`], …) are public so that generated code gives identical results.
+//!   [`index`], …, one function per construct in [`ops`]) are public so that generated code
+//!   gives identical results: the macros compile each condition to straight-line Rust calling
+//!   them ([`NativeCondition`], evaluated as [`Condition::Native`]).
 //! * [`Engine::Cel`] (feature `cel`): standard CEL over the JSON context, see
 //!   `CelCondition`.
 //!
@@ -39,10 +41,12 @@ use std::fmt;
 
 #[cfg(feature = "cel")]
 mod cel;
+mod native;
 mod py;
 
 #[cfg(feature = "cel")]
 pub use cel::{CelCondition, MAX_CEL_DEPTH, cel_truthy};
+pub use native::{LazyCondition, NativeCondition, NativeFn, ops};
 pub use py::{
     MAX_SEQUENCE_LEN, PyValue, attr, eval, index, json_attr, literal, lookup_name, py_arith,
     py_cmp, py_eq, py_repr_str, py_truthy,
@@ -90,8 +94,10 @@ impl fmt::Display for Engine {
 pub enum Condition {
     /// Empty or whitespace-only text, or no condition at all: always true.
     Always,
-    /// A simple-engine expression.
+    /// A simple-engine expression, interpreted.
     Simple(Expr),
+    /// A simple-engine expression compiled to Rust by the code generator.
+    Native(NativeCondition),
     /// A compiled CEL program.
     #[cfg(feature = "cel")]
     Cel(CelCondition),
@@ -148,6 +154,7 @@ impl Condition {
         match self {
             Condition::Always => Ok(true),
             Condition::Simple(expr) => Ok(py_truthy(&eval(expr, context)?)),
+            Condition::Native(native) => native.evaluate(context),
             #[cfg(feature = "cel")]
             Condition::Cel(program) => program.evaluate(context),
         }

@@ -46,22 +46,23 @@ fn every_defective_fixture_reports_something() {
     }
 }
 
-/// The expansion with machine paths made relative, so snapshots do not depend on the checkout.
+/// The expansion, as the macro generates it, with machine paths made relative so snapshots do
+/// not depend on the checkout.
 fn expansion(path: &Path) -> String {
-    let checked = check(path);
+    let path = path.canonicalize().unwrap();
+    let (checked, loaded) = codegen::check_recorded(
+        Input::File(&path),
+        &LoadOptions {
+            display_base: Some(crate_dir()),
+        },
+    );
     assert!(!checked.has_errors(), "{}", checked.render());
     let root = crate_dir().parent().unwrap().canonicalize().unwrap();
-    let abs = |p: &Path| p.canonicalize().unwrap();
     let tokens = codegen::generate(
         &checked.project,
         &Options {
-            source: SourceText::File(abs(path)),
-            tracked: checked
-                .project
-                .files_read()
-                .iter()
-                .map(|p| abs(p))
-                .collect(),
+            source: SourceText::File(path),
+            loaded,
         },
     );
     codegen::pretty(&tokens).replace(&format!("{}/", root.display()), "$WORKSPACE/")
@@ -87,6 +88,10 @@ fn expansion_of_machines() {
         (
             "collisions",
             crate_dir().join("fixtures/valid/collisions.yml"),
+        ),
+        (
+            "triage",
+            crate_dir().join("fixtures/compiled/triage/machine.yml"),
         ),
     ];
     for (name, path) in machines {

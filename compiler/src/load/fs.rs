@@ -1,0 +1,257 @@
+//! Where the loader's files come from: the disk, a recording of what was read, or memory.
+//!
+//! A compiled machine carries the files the compiler read and replays the load from them at run
+//! time ([`MemoryFs`]), so a binary runs without its YAML next to it. Replay is exact because the
+//! loader is deterministic: given the same entry path and the same answers to every question it
+//! asks ([`RecordingFs`] keeps them), it reads the same files in the same order and builds the
+//! same [`Project`](super::Project), machine indices included.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The file-system questions the loader asks.
+pub trait FileSystem {
+    /// The bytes of the file at `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+
+    /// The canonical form of `path` (the loader's key for "the same file"); an error makes the
+    /// loader fall back to [`normalize`](super::normalize).
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf>;
+
+    /// Whether `path` is a file (asked for the optional `profiles.yml` next to each document).
+    fn is_file(&self, path: &Path) -> bool;
+
+    /// File names in `dir`, for "did you mean" help when a referenced file is missing.
+    fn file_names(&self, dir: &Path) -> io::Result<Vec<String>>;
+
+    /// The Rust file that inline YAML is written in, for excerpts in diagnostics. Not a
+    /// dependency of the machine, so [`RecordingFs`] does not record it.
+    fn enclosing_text(&self, path: &Path) -> Option<String>;
+}
+
+/// The real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+impl FileSystem for RealFs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::canonicalize(path)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn file_names(&self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect())
+    }
+
+    fn enclosing_text(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+}
+
+/// What a load read from a [`FileSystem`], enough for [`MemoryFs`] to replay it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transcript {
+    /// Every file read successfully, as the loader named it, in the order first read.
+    pub reads: Vec<PathBuf>,
+    /// The paths whose canonical form differs from their [`normalize`](super::normalize)d
+    /// form (symbolic links), with that canonical form. Usually empty.
+    pub aliases: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A [`FileSystem`] that answers from another one and keeps a [`Transcript`].
+#[derive(Debug, Default)]
+pub struct RecordingFs<F> {
+    inner: F,
+    reads: RefCell<Vec<PathBuf>>,
+    canonical: RefCell<BTreeMap<PathBuf, PathBuf>>,
+}
+
+impl<F: FileSystem> RecordingFs<F> {
+    /// Records what is read from `inner`.
+    pub fn new(inner: F) -> Self {
+        RecordingFs {
+            inner,
+            reads: RefCell::new(Vec::new()),
+            canonical: RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// What was read so far.
+    pub fn transcript(&self) -> Transcript {
+        Transcript {
+            reads: self.reads.borrow().clone(),
+            aliases: self
+                .canonical
+                .borrow()
+                .iter()
+                .filter(|(path, canonical)| super::normalize(path) != **canonical)
+                .map(|(p, c)| (p.clone(), c.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl<F: FileSystem> FileSystem for RecordingFs<F> {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        let bytes = self.inner.read(path)?;
+        let mut reads = self.reads.borrow_mut();
+        if !reads.iter().any(|p| p == path) {
+            reads.push(path.to_path_buf());
+        }
+        Ok(bytes)
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        let canonical = self.inner.canonicalize(path)?;
+        self.canonical
+            .borrow_mut()
+            .insert(path.to_path_buf(), canonical.clone());
+        Ok(canonical)
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        // A file that is there is then read (and recorded); one that is not is not in the
+        // transcript, which is the answer a replay gives.
+        self.inner.is_file(path)
+    }
+
+    fn file_names(&self, dir: &Path) -> io::Result<Vec<String>> {
+        self.inner.file_names(dir)
+    }
+
+    fn enclosing_text(&self, path: &Path) -> Option<String> {
+        self.inner.enclosing_text(path)
+    }
+}
+
+/// Files held in memory: the replay of a [`Transcript`]. Never touches the disk.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryFs {
+    files: HashMap<PathBuf, Cow<'static, [u8]>>,
+    aliases: HashMap<PathBuf, PathBuf>,
+}
+
+impl MemoryFs {
+    /// An empty file system.
+    pub fn new() -> Self {
+        MemoryFs::default()
+    }
+
+    /// Adds (or replaces) the file at `path`.
+    pub fn file(mut self, path: impl Into<PathBuf>, bytes: impl Into<Cow<'static, [u8]>>) -> Self {
+        self.files.insert(path.into(), bytes.into());
+        self
+    }
+
+    /// Makes `path` canonicalize to `canonical` (a [`Transcript::aliases`] entry).
+    pub fn alias(mut self, path: impl Into<PathBuf>, canonical: impl Into<PathBuf>) -> Self {
+        self.aliases.insert(path.into(), canonical.into());
+        self
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("`{}` was not embedded", path.display()),
+    )
+}
+
+impl FileSystem for MemoryFs {
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        self.files
+            .get(path)
+            .map(|b| b.to_vec())
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
+        // Paths without an alias canonicalized to their normalized form when recorded, which
+        // is also what the loader falls back to on an error.
+        self.aliases
+            .get(path)
+            .cloned()
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        self.files.contains_key(path)
+    }
+
+    fn file_names(&self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+            .collect())
+    }
+
+    fn enclosing_text(&self, _path: &Path) -> Option<String> {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_keeps_reads_once_and_only_real_aliases() {
+        let dir = std::env::temp_dir().join(format!("fm-recording-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.yml");
+        std::fs::write(&file, "x: 1").unwrap();
+        let canonical_dir = std::fs::canonicalize(&dir).unwrap();
+        let rec = RecordingFs::new(RealFs);
+        let file = canonical_dir.join("a.yml");
+        assert_eq!(rec.read(&file).unwrap(), b"x: 1");
+        assert_eq!(rec.read(&file).unwrap(), b"x: 1");
+        assert!(rec.read(&canonical_dir.join("missing.yml")).is_err());
+        // A canonical path is its own key: not an alias.
+        rec.canonicalize(&file).unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&file, canonical_dir.join("link.yml")).unwrap();
+        #[cfg(unix)]
+        rec.canonicalize(&canonical_dir.join("link.yml")).unwrap();
+        let t = rec.transcript();
+        assert_eq!(t.reads, std::slice::from_ref(&file));
+        #[cfg(unix)]
+        assert_eq!(t.aliases, [(canonical_dir.join("link.yml"), file.clone())]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_answers_only_from_its_files() {
+        let fs = MemoryFs::new()
+            .file("/m/a.yml", b"a".as_slice())
+            .alias("/m/link.yml", "/m/a.yml");
+        assert_eq!(fs.read(Path::new("/m/a.yml")).unwrap(), b"a");
+        assert_eq!(
+            fs.read(Path::new("/m/b.yml")).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+        assert!(fs.is_file(Path::new("/m/a.yml")));
+        assert!(!fs.is_file(Path::new("/m/profiles.yml")));
+        assert_eq!(
+            fs.canonicalize(Path::new("/m/link.yml")).unwrap(),
+            PathBuf::from("/m/a.yml")
+        );
+        assert!(fs.canonicalize(Path::new("/m/a.yml")).is_err());
+        assert_eq!(fs.file_names(Path::new("/m")).unwrap(), ["a.yml"]);
+        assert_eq!(fs.enclosing_text(Path::new("/m/a.yml")), None);
+    }
+}
