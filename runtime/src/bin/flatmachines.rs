@@ -6,8 +6,13 @@ use flatmachines::compiler::{
     diag::JsonDiagnostic,
     load::{Input, LoadOptions},
 };
-use std::path::PathBuf;
+use flatmachines::persistence::ConfigStore;
+use flatmachines::persistence::snapshot::load_latest;
+use flatmachines::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
+use flatmachines::{Machine, RunOptions, Runtime};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -24,9 +29,10 @@ struct Cli {
 enum Command {
     /// Run a machine and print its output JSON on stdout (logs go to stderr).
     Run {
-        /// The machine file.
-        #[arg(short, long)]
-        config: PathBuf,
+        /// The machine file. May be left out with `--resume-from` when the execution's
+        /// checkpoints are in a SQLite database: the config then comes from its config store.
+        #[arg(short, long, required_unless_present = "resume_from")]
+        config: Option<PathBuf>,
         /// The input, as a JSON object.
         #[arg(short, long, default_value = "{}")]
         input: String,
@@ -39,9 +45,14 @@ enum Command {
         /// The parent execution id (lineage of child machines).
         #[arg(short, long)]
         parent_id: Option<String>,
-        /// Resume this execution from its last checkpoint.
+        /// Resume this execution from its last checkpoint (the input is then ignored).
         #[arg(long)]
         resume_from: Option<String>,
+        /// The SQLite database of checkpoints, locks and configs, overriding the machine's
+        /// `persistence` block (default for `--resume-from` without `--config`:
+        /// `FLATMACHINES_DB_PATH`, else `flatmachines.sqlite`).
+        #[arg(long)]
+        db: Option<PathBuf>,
     },
     /// Check machine files and everything they reference; exit 1 on any error.
     Check {
@@ -80,14 +91,16 @@ fn main() -> ExitCode {
             execution_id,
             parent_id,
             resume_from,
-        } => run(
-            &config,
-            &input,
+            db,
+        } => run(RunArgs {
+            config,
+            input,
             max_steps,
             execution_id,
             parent_id,
             resume_from,
-        ),
+            db,
+        }),
     }
 }
 
@@ -116,56 +129,77 @@ fn init_logging() {
     }
 }
 
-fn run(
-    config: &std::path::Path,
-    input: &str,
+/// The options of `flatmachines run`.
+struct RunArgs {
+    config: Option<PathBuf>,
+    input: String,
     max_steps: Option<u64>,
     execution_id: Option<String>,
     parent_id: Option<String>,
     resume_from: Option<String>,
-) -> ExitCode {
-    init_logging();
-    if resume_from.is_some() {
-        eprintln!("error: --resume-from needs persistence, which is not implemented yet");
-        return ExitCode::from(2);
-    }
-    let input: serde_json::Value = match serde_json::from_str(input) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: invalid JSON input: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let machine = match flatmachines::Machine::from_file(config) {
-        Ok(m) => m,
+    db: Option<PathBuf>,
+}
+
+/// Loads and checks a machine file; the error is what to print.
+fn load_machine(config: &Path) -> Result<Machine, String> {
+    match Machine::from_file(config) {
+        Ok(m) => Ok(m),
         Err(flatmachines::Error::Invalid { diagnostics, .. }) => {
             eprint!("{diagnostics}");
-            eprintln!("error: {} does not pass the checks", config.display());
-            return ExitCode::from(1);
+            Err(format!("{} does not pass the checks", config.display()))
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
+        Err(e) => Err(first_line(&e.to_string())),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or("run failed").to_string()
+}
+
+/// The SQLite components of `--db` (or, when resuming without `--config`, of the default
+/// database), handed to the runtime so they override the machine's `persistence` block.
+fn open_sqlite(path: &Path) -> Result<(SqliteBackend, SqliteLeaseLock), String> {
+    let backend = SqliteBackend::open(path).map_err(|e| e.to_string())?;
+    let lock = SqliteLeaseLock::open(path).map_err(|e| e.to_string())?;
+    Ok((backend, lock))
+}
+
+/// The machine of execution `id`, read from the config store of `backend` by the
+/// `config_hash` of its latest checkpoint.
+async fn machine_from_store(backend: &SqliteBackend, id: &str) -> Result<Machine, String> {
+    let db = backend.path().display();
+    let latest = load_latest(backend, id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("no checkpoint found for execution {id} in {db}"))?;
+    let hash = latest.snapshot.config_hash.as_deref().ok_or_else(|| {
+        format!(
+            "the checkpoint `{}` has no config_hash; pass the machine with --config",
+            latest.key
+        )
+    })?;
+    let raw = backend
+        .sqlite_config_store()
+        .get(hash)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("config {hash} of execution {id} is not in {db}; pass --config"))?;
+    let dir = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
+    match Machine::from_yaml(&raw, &dir) {
+        Ok(m) => Ok(m),
+        Err(flatmachines::Error::Invalid { diagnostics, .. }) => {
+            eprint!("{diagnostics}");
+            Err(format!(
+                "the stored config {hash} of execution {id} does not pass the checks"
+            ))
         }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    let options = flatmachines::RunOptions {
-        max_steps,
-        execution_id,
-        parent_execution_id: parent_id,
-        ..Default::default()
-    };
-    let rt = flatmachines::Runtime::new();
-    match runtime.block_on(rt.run_with(&machine, input, options)) {
+        Err(e) => Err(first_line(&e.to_string())),
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    init_logging();
+    match run_inner(args) {
         Ok(output) => {
             println!(
                 "{}",
@@ -173,12 +207,61 @@ fn run(
             );
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            let text = e.to_string();
-            eprintln!("error: {}", text.lines().next().unwrap_or("run failed"));
+        Err(cause) => {
+            eprintln!("error: {cause}");
             ExitCode::from(1)
         }
     }
+}
+
+fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
+    let input: serde_json::Value =
+        serde_json::from_str(&args.input).map_err(|e| format!("invalid JSON input: {e}"))?;
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    // Without --config, a resume reads the config from the database's config store.
+    let db = match (&args.db, &args.config) {
+        (Some(db), _) => Some(db.clone()),
+        (None, None) => Some(resolve_db_path(None).map_err(|e| e.to_string())?),
+        (None, Some(_)) => None,
+    };
+    let sqlite = match &db {
+        Some(path) => {
+            if args.config.is_none() && !path.exists() {
+                return Err(format!(
+                    "no --config given and no checkpoint database at {} (set --db or FLATMACHINES_DB_PATH)",
+                    path.display()
+                ));
+            }
+            Some(open_sqlite(path)?)
+        }
+        None => None,
+    };
+    let machine = match (&args.config, &sqlite, &args.resume_from) {
+        (Some(config), _, _) => load_machine(config)?,
+        (None, Some((backend, _)), Some(id)) => tokio.block_on(machine_from_store(backend, id))?,
+        // clap requires --config unless --resume-from is given.
+        _ => return Err("--config is required".into()),
+    };
+    let mut builder = Runtime::builder();
+    if let Some((backend, lock)) = sqlite {
+        builder = builder
+            .checkpoint_backend(Arc::new(backend))
+            .lock(Arc::new(lock));
+    }
+    let rt = builder.build();
+    let options = RunOptions {
+        max_steps: args.max_steps,
+        execution_id: args.execution_id,
+        parent_execution_id: args.parent_id,
+        resume_from: args.resume_from,
+        ..Default::default()
+    };
+    tokio
+        .block_on(rt.run_with(&machine, input, options))
+        .map_err(|e| first_line(&e.to_string()))
 }
 
 fn check(files: &[PathBuf], format: Format, deny_warnings: bool) -> ExitCode {

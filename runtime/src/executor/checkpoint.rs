@@ -1,10 +1,22 @@
-//! Checkpoints, locks and resume (`persistence.md`). Placeholder until persistence lands:
-//! nothing is saved and resuming is refused.
+//! Checkpoints, locks and resume (`persistence.md`): which backend, lock and config store a run
+//! uses, the snapshot written at each event, and restoring a run from its latest snapshot.
 
-use super::Run;
+use super::{LaunchIntent, Run};
 use crate::error::Error;
 use crate::machine::MachineDef;
-use serde_json::Value;
+use crate::persistence::local::{LocalFileBackend, LocalFileLock};
+/// Re-exported for child machines, which check whether a child already has checkpoints.
+pub(crate) use crate::persistence::snapshot::load_latest;
+use crate::persistence::snapshot::{Latest, SnapshotView, write_snapshot_key};
+use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
+use crate::persistence::{
+    CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock, PersistenceError,
+};
+use crate::runtime::Runtime;
+use flatmachines_compiler::load::{LoadedMachine, Project};
+use flatmachines_compiler::model::machine::AgentRef;
+use serde_json::{Map, Value};
+use std::sync::{Arc, OnceLock};
 
 /// A checkpoint event (`persistence.md` §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,14 +26,240 @@ pub(crate) enum Event {
     Execute,
     StateExit,
     MachineEnd,
+    /// `wait_for` found no signal.
+    #[allow(dead_code)] // written by `wait_for` states (signals)
+    Waiting,
+    /// After each executed tool of a tool loop.
+    #[allow(dead_code)] // written by tool loops
+    ToolCall,
 }
 
-/// Components a child run shares with its parent.
+impl Event {
+    const ALL: [Event; 7] = [
+        Event::MachineStart,
+        Event::StateEnter,
+        Event::Execute,
+        Event::StateExit,
+        Event::MachineEnd,
+        Event::Waiting,
+        Event::ToolCall,
+    ];
+
+    /// The wire name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Event::MachineStart => "machine_start",
+            Event::StateEnter => "state_enter",
+            Event::Execute => "execute",
+            Event::StateExit => "state_exit",
+            Event::MachineEnd => "machine_end",
+            Event::Waiting => "waiting",
+            Event::ToolCall => "tool_call",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    fn from_name(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.name() == name)
+    }
+}
+
+/// The checkpoint backend kind chosen by `persistence.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BackendKind {
+    Memory,
+    Local,
+    Sqlite,
+}
+
+/// `data.persistence`, lowered (`config.md` §7).
+#[derive(Debug)]
+pub(crate) struct PersistenceDef {
+    /// `enabled` (default true). `false` writes no checkpoint at all and takes no lock.
+    pub enabled: bool,
+    pub backend: BackendKind,
+    /// `db_path` when set and non-empty.
+    pub db_path: Option<String>,
+    /// `checkpoint_on` as a bit set of [`Event`]s (default: all).
+    pub events: u8,
+    /// The machine's document with agent file refs and child machine refs replaced by the
+    /// documents they name, so the config store holds everything needed to resume (§7).
+    document: Value,
+    /// [`PersistenceDef::document`] as text, made on first use.
+    raw: OnceLock<String>,
+}
+
+impl PersistenceDef {
+    /// The raw config text for the config store: the self-contained document as JSON with a
+    /// 2-space indent (JSON is YAML, so it loads back as a machine file).
+    pub(crate) fn raw_config(&self) -> &str {
+        self.raw.get_or_init(|| {
+            let mut out = String::with_capacity(1024);
+            write_yaml_safe_json(&mut out, &self.document, 0);
+            out.push('\n');
+            out
+        })
+    }
+
+    /// Whether `event` is checkpointed.
+    pub(crate) fn checkpoints(&self, event: Event) -> bool {
+        self.enabled && self.events & event.bit() != 0
+    }
+}
+
+/// Lowers `data.persistence` of `m` (called once per machine by `machine.rs`).
+pub(crate) fn lower_persistence(project: &Project, m: &LoadedMachine) -> PersistenceDef {
+    let p = m.doc.data.persistence.as_ref();
+    let events = match p.and_then(|p| p.checkpoint_on.as_ref()) {
+        None => Event::ALL.iter().fold(0, |acc, e| acc | e.bit()),
+        Some(list) => list
+            .iter()
+            .filter_map(|e| Event::from_name(&e.value))
+            .fold(0, |acc, e| acc | e.bit()),
+    };
+    PersistenceDef {
+        enabled: p.and_then(|p| p.enabled.as_ref()).is_none_or(|e| e.value),
+        backend: match p.and_then(|p| p.backend.as_ref()).map(|b| b.value.as_str()) {
+            Some("local") => BackendKind::Local,
+            Some("sqlite") => BackendKind::Sqlite,
+            // Other names are refused by the checks (FM0406).
+            _ => BackendKind::Memory,
+        },
+        db_path: p
+            .and_then(|p| p.db_path.as_ref())
+            .map(|d| d.value.clone())
+            .filter(|d| !d.is_empty()),
+        events,
+        document: self_contained(project, m, 0),
+        raw: OnceLock::new(),
+    }
+}
+
+/// `m`'s document with its agents and child machines embedded (`config.md` §4.2).
+fn self_contained(project: &Project, m: &LoadedMachine, depth: usize) -> Value {
+    let mut doc = m.doc.root.to_json();
+    let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut) else {
+        return doc;
+    };
+    if let Some(agents) = data.get_mut("agents").and_then(Value::as_object_mut) {
+        for (entry, resolved) in m.doc.data.agents.iter().zip(&m.agents) {
+            let (Some(id), Some(slot)) = (resolved, agents.get_mut(&entry.name.value)) else {
+                continue;
+            };
+            let agent = project.agents[id.0].doc.root.to_json();
+            match (&entry.reference, slot.as_object_mut()) {
+                // `{type, ref, config}`: the file becomes the config, inline keys win.
+                (AgentRef::Typed { .. }, Some(map)) => {
+                    map.shift_remove("ref");
+                    let mut config = match agent {
+                        Value::Object(a) => a,
+                        _ => Map::new(),
+                    };
+                    if let Some(Value::Object(inline)) = map.get("config") {
+                        for (k, v) in inline {
+                            config.insert(k.clone(), v.clone());
+                        }
+                    }
+                    map.insert("config".into(), Value::Object(config));
+                }
+                _ => *slot = agent,
+            }
+        }
+    }
+    // The compiler refuses cycles; the depth bound only guards against a future change there.
+    if depth < 32
+        && let Some(machines) = data.get_mut("machines").and_then(Value::as_object_mut)
+    {
+        for (entry, resolved) in m.doc.data.machines.iter().zip(&m.machines) {
+            if let (Some(id), Some(slot)) = (resolved, machines.get_mut(&entry.name.value))
+                && let Some(child) = project.machines.get(id.0)
+            {
+                *slot = self_contained(project, child, depth + 1);
+            }
+        }
+    }
+    doc
+}
+
+/// JSON with a 2-space indent whose floats also read back as floats under YAML 1.1 rules (which
+/// need a `.` and a signed exponent: `1.0e+16`, not `1e16`).
+fn write_yaml_safe_json(out: &mut String, v: &Value, indent: usize) {
+    fn newline(out: &mut String, indent: usize) {
+        out.push('\n');
+        for _ in 0..indent {
+            out.push(' ');
+        }
+    }
+    match v {
+        Value::Array(items) if !items.is_empty() => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, indent + 2);
+                write_yaml_safe_json(out, item, indent + 2);
+            }
+            newline(out, indent);
+            out.push(']');
+        }
+        Value::Object(map) if !map.is_empty() => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, indent + 2);
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push_str(": ");
+                write_yaml_safe_json(out, item, indent + 2);
+            }
+            newline(out, indent);
+            out.push('}');
+        }
+        Value::Number(n) if n.is_f64() => {
+            let text = flatmachines_compiler::pyfmt::float_repr(n.as_f64().unwrap_or(0.0));
+            match text.split_once('e') {
+                Some((mantissa, exp)) if !mantissa.contains('.') => {
+                    out.push_str(mantissa);
+                    out.push_str(".0e");
+                    out.push_str(exp);
+                }
+                _ => out.push_str(&text),
+            }
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// Components a child run shares with its parent (`parallel-and-launch.md` §1): the parent's
+/// checkpoint backend, lock and config store objects. The child's own `checkpoint_on` (and
+/// `enabled`) still apply.
 #[derive(Clone, Default)]
-pub(crate) struct Shared {}
+pub(crate) struct Shared {
+    backend: Option<Arc<dyn CheckpointBackend>>,
+    lock: Option<Arc<dyn ExecutionLock>>,
+    config_store: Option<Arc<dyn ConfigStore>>,
+}
 
 /// The persistence of one run.
-pub(crate) struct Persist {}
+pub(crate) struct Persist {
+    /// The selected backend; `None` when the machine disables persistence and nothing was
+    /// handed in (no snapshot is ever written then).
+    backend: Option<Arc<dyn CheckpointBackend>>,
+    lock: Arc<dyn ExecutionLock>,
+    config_store: Option<Arc<dyn ConfigStore>>,
+    /// Whether the lock is held (so release only releases what was taken).
+    locked: bool,
+    /// Set by the first persisted checkpoint that finds a config store (§7).
+    config_hash: Option<String>,
+    /// Reused for every snapshot of the run.
+    buf: Vec<u8>,
+    key: String,
+}
 
 /// Where a resumed run continues.
 pub(crate) enum Resumed {
@@ -32,21 +270,132 @@ pub(crate) enum Resumed {
 }
 
 impl Persist {
+    /// Chooses the backend, lock and config store (`persistence.md` §1): what the parent hands
+    /// down, else what the runtime carries, else what `data.persistence` names.
     pub(crate) fn new(
-        _def: &MachineDef,
-        _execution_id: &str,
-        _inherited: Option<Shared>,
+        rt: &Runtime,
+        def: &MachineDef,
+        execution_id: &str,
+        inherited: Option<Shared>,
     ) -> Result<Persist, Error> {
-        Ok(Persist {})
+        let p = &def.persistence;
+        let fail = |source: PersistenceError| Error::Persistence {
+            machine: def.name.clone(),
+            execution_id: execution_id.to_string(),
+            source,
+        };
+        let (backend, lock, config_store) = match inherited {
+            Some(shared) => {
+                let backend = match shared.backend {
+                    Some(b) => Some(b),
+                    // The parent writes no checkpoints; an enabled child gets its own memory.
+                    None if p.enabled => {
+                        Some(Arc::new(MemoryBackend::new()) as Arc<dyn CheckpointBackend>)
+                    }
+                    None => None,
+                };
+                let lock = shared.lock.unwrap_or_else(|| Arc::new(NoOpLock));
+                (backend, lock, shared.config_store)
+            }
+            None => {
+                let backend: Option<Arc<dyn CheckpointBackend>> = match &rt.checkpoint_backend {
+                    Some(b) => Some(b.clone()),
+                    None if !p.enabled => None,
+                    None => Some(match p.backend {
+                        BackendKind::Memory => Arc::new(MemoryBackend::new()),
+                        BackendKind::Local => Arc::new(
+                            LocalFileBackend::new(LocalFileBackend::DEFAULT_DIR).map_err(fail)?,
+                        ),
+                        BackendKind::Sqlite => Arc::new(
+                            SqliteBackend::open(
+                                resolve_db_path(p.db_path.as_deref()).map_err(fail)?,
+                            )
+                            .map_err(fail)?,
+                        ),
+                    }),
+                };
+                let lock: Arc<dyn ExecutionLock> = match &rt.lock {
+                    Some(l) => l.clone(),
+                    None if !p.enabled => Arc::new(NoOpLock),
+                    None => match p.backend {
+                        BackendKind::Memory => Arc::new(NoOpLock),
+                        BackendKind::Local => {
+                            Arc::new(LocalFileLock::new(LocalFileLock::DEFAULT_DIR).map_err(fail)?)
+                        }
+                        BackendKind::Sqlite => Arc::new(
+                            SqliteLeaseLock::open(
+                                resolve_db_path(p.db_path.as_deref()).map_err(fail)?,
+                            )
+                            .map_err(fail)?,
+                        ),
+                    },
+                };
+                let config_store = rt
+                    .config_store
+                    .clone()
+                    .or_else(|| backend.as_ref().and_then(|b| b.config_store()));
+                (backend, lock, config_store)
+            }
+        };
+        Ok(Persist {
+            backend,
+            lock,
+            config_store,
+            locked: false,
+            config_hash: None,
+            buf: Vec::new(),
+            key: String::new(),
+        })
     }
 
-    /// Takes the execution's lock for the whole run.
-    pub(crate) async fn acquire(&mut self, _execution_id: &str, _machine: &str) -> Result<(), Error> {
-        Ok(())
+    /// What a child run of this one shares (`parallel-and-launch.md` §1).
+    pub(crate) fn shared(&self) -> Shared {
+        Shared {
+            backend: self.backend.clone(),
+            lock: Some(self.lock.clone()),
+            config_store: self.config_store.clone(),
+        }
+    }
+
+    /// The checkpoint backend of this run, if it writes or reads checkpoints.
+    pub(crate) fn backend(&self) -> Option<&Arc<dyn CheckpointBackend>> {
+        self.backend.as_ref()
+    }
+
+    /// Takes the execution's lock for the whole run; refused → [`Error::Locked`].
+    pub(crate) async fn acquire(&mut self, execution_id: &str, machine: &str) -> Result<(), Error> {
+        match self.lock.acquire(execution_id).await {
+            Ok(true) => {
+                self.locked = true;
+                Ok(())
+            }
+            Ok(false) => Err(Error::Locked {
+                machine: machine.to_string(),
+                execution_id: execution_id.to_string(),
+            }),
+            Err(source) => Err(Error::Persistence {
+                machine: machine.to_string(),
+                execution_id: execution_id.to_string(),
+                source,
+            }),
+        }
     }
 
     /// Releases the lock; never fails the run.
-    pub(crate) async fn release(&mut self, _execution_id: &str) {}
+    pub(crate) async fn release(&mut self, execution_id: &str) {
+        if std::mem::take(&mut self.locked) {
+            self.lock.release(execution_id).await;
+        }
+    }
+}
+
+/// Extra fields of `waiting` and `tool_call` snapshots.
+#[derive(Default)]
+pub(crate) struct Extras<'a> {
+    /// The rendered channel of a `waiting` snapshot.
+    pub waiting_channel: Option<&'a str>,
+    /// `{chain, turns, tool_calls_count, loop_cost}` of a `tool_call` snapshot.
+    pub tool_loop_state: Option<&'a Value>,
 }
 
 impl Run<'_> {
@@ -54,19 +403,206 @@ impl Run<'_> {
     /// (none for `machine_start`/`machine_end`).
     pub(crate) async fn checkpoint(
         &mut self,
-        _event: Event,
-        _state: Option<usize>,
-        _output: Option<&Value>,
+        event: Event,
+        state: Option<usize>,
+        output: Option<&Value>,
     ) -> Result<(), Error> {
-        Ok(())
+        self.checkpoint_with(event, state, output, Extras::default())
+            .await
+    }
+
+    /// [`Run::checkpoint`] with the extra fields of `waiting` / `tool_call` snapshots.
+    pub(crate) async fn checkpoint_with(
+        &mut self,
+        event: Event,
+        state: Option<usize>,
+        output: Option<&Value>,
+        extras: Extras<'_>,
+    ) -> Result<(), Error> {
+        let def = self.def;
+        if !def.persistence.checkpoints(event) {
+            return Ok(());
+        }
+        let Some(backend) = self.persist.backend.clone() else {
+            return Ok(());
+        };
+        let fail = |source: PersistenceError| Error::Persistence {
+            machine: def.name.clone(),
+            execution_id: self.execution_id.clone(),
+            source,
+        };
+        if self.persist.config_hash.is_none()
+            && let Some(store) = &self.persist.config_store
+        {
+            let hash = store
+                .put(def.persistence.raw_config())
+                .await
+                .map_err(fail)?;
+            self.persist.config_hash = Some(hash);
+        }
+        let current_state = match (event, state) {
+            // The reference stores the literal "start" here; the real name resumes correctly.
+            (Event::MachineStart, _) => def.states[def.initial].name.as_str(),
+            (Event::MachineEnd, _) => "end",
+            (_, Some(i)) => def.states[i].name.as_str(),
+            (_, None) => "unknown",
+        };
+        let pending: Option<Vec<Value>> = if self.pending_launches.is_empty() {
+            None
+        } else {
+            Some(
+                self.pending_launches
+                    .iter()
+                    .map(|i| serde_json::to_value(i).unwrap_or(Value::Null))
+                    .collect(),
+            )
+        };
+        let persist = &mut self.persist;
+        persist.buf.clear();
+        SnapshotView {
+            execution_id: &self.execution_id,
+            machine_name: &def.name,
+            spec_version: &def.spec_version,
+            current_state,
+            context: &self.context,
+            step: self.step,
+            created_at: None,
+            event: Some(event.name()),
+            output,
+            total_api_calls: Some(self.total_api_calls),
+            total_cost: Some(self.total_cost),
+            parent_execution_id: self.parent_execution_id.as_deref(),
+            pending_launches: pending.as_deref(),
+            waiting_channel: extras.waiting_channel,
+            tool_loop_state: extras.tool_loop_state,
+            config_hash: persist.config_hash.as_deref(),
+        }
+        .write(&mut persist.buf);
+        write_snapshot_key(
+            &mut persist.key,
+            &self.execution_id,
+            self.step,
+            event.name(),
+        );
+        backend
+            .save_checkpoint(&self.execution_id, &persist.key, &persist.buf)
+            .await
+            .map_err(|source| Error::Persistence {
+                machine: def.name.clone(),
+                execution_id: self.execution_id.clone(),
+                source,
+            })
     }
 }
 
-/// Restores `run` from the latest checkpoint of `execution_id`.
+/// Restores `run` from the latest checkpoint of `execution_id` (`persistence.md` §8).
 pub(crate) async fn resume(run: &mut Run<'_>, execution_id: &str) -> Result<Resumed, Error> {
-    Err(Error::Unsupported {
-        machine: run.def.name.clone(),
-        state: String::new(),
-        feature: format!("resuming `{execution_id}` (persistence)"),
-    })
+    let def = run.def;
+    let not_found = || Error::NotFound {
+        machine: def.name.clone(),
+        execution_id: execution_id.to_string(),
+    };
+    let Some(backend) = run.persist.backend.clone() else {
+        return Err(not_found());
+    };
+    let Latest { key, snapshot } = load_latest(backend.as_ref(), execution_id)
+        .await
+        .map_err(|source| Error::Persistence {
+            machine: def.name.clone(),
+            execution_id: execution_id.to_string(),
+            source,
+        })?
+        .ok_or_else(not_found)?;
+    let corrupt = |message: String| Error::Persistence {
+        machine: def.name.clone(),
+        execution_id: execution_id.to_string(),
+        source: PersistenceError::Corrupt {
+            location: key.clone(),
+            message,
+        },
+    };
+    if snapshot.machine_name != def.name {
+        tracing::warn!(
+            "resuming execution {execution_id} of machine `{}` with machine `{}`",
+            snapshot.machine_name,
+            def.name
+        );
+    }
+    run.context = snapshot.context;
+    run.step = snapshot.step;
+    run.total_api_calls = snapshot.total_api_calls.unwrap_or(0);
+    run.total_cost = snapshot.total_cost.unwrap_or(0.0);
+    run.pending_launches = snapshot
+        .pending_launches
+        .unwrap_or_default()
+        .into_iter()
+        .map(serde_json::from_value::<LaunchIntent>)
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt(format!("pending_launches: {e}")))?;
+    // The executor re-launches intents that never started (`parallel-and-launch.md` §6) right
+    // after this returns, before it acts on `Resumed::Finished`, as the reference does.
+    let event = snapshot.event.as_deref();
+    if event == Some(Event::MachineEnd.name()) {
+        tracing::info!("execution {execution_id} already completed");
+        return Ok(Resumed::Finished(
+            snapshot.output.unwrap_or_else(|| Value::Object(Map::new())),
+        ));
+    }
+    let index = if event == Some(Event::MachineStart.name()) {
+        // The reference writes "start" whatever the initial state is called.
+        def.initial
+    } else {
+        def.states
+            .iter()
+            .position(|s| s.name == snapshot.current_state)
+            .ok_or_else(|| Error::Resume {
+                machine: def.name.clone(),
+                execution_id: execution_id.to_string(),
+                message: format!(
+                    "its latest checkpoint `{key}` is in state `{}`, which this machine does not have",
+                    snapshot.current_state
+                ),
+            })?
+    };
+    // Rebuild `context.machine` in place (its position in the context is kept).
+    if let Some(ctx) = run.context.as_object_mut()
+        && let Some(slot) = ctx.get_mut("machine")
+    {
+        *slot = Value::Null;
+    }
+    run.inject_metadata(&def.states[index].name);
+    tracing::info!(
+        "restored execution {execution_id} from `{key}`: step {}, state `{}`",
+        run.step,
+        def.states[index].name
+    );
+    Ok(Resumed::At(index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_round_trip() {
+        for e in Event::ALL {
+            assert_eq!(Event::from_name(e.name()), Some(e));
+        }
+        assert_eq!(Event::from_name("nope"), None);
+    }
+
+    #[test]
+    fn raw_config_reads_back_as_yaml_floats() {
+        let mut out = String::new();
+        write_yaml_safe_json(
+            &mut out,
+            &json!({"a": [1e16, 1.5e-5, 0.25, 3.0, 7], "b": {}, "c": [], "d": "é\n"}),
+            0,
+        );
+        assert_eq!(
+            out,
+            "{\n  \"a\": [\n    1.0e+16,\n    1.5e-05,\n    0.25,\n    3.0,\n    7\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": \"é\\n\"\n}"
+        );
+    }
 }

@@ -4,6 +4,22 @@
 //! the YAML `persistence` block with no code.
 
 use async_trait::async_trait;
+
+pub mod snapshot;
+pub use snapshot::{MachineSnapshot, SnapshotError};
+
+mod config_store;
+pub mod local;
+pub mod memory;
+mod meta;
+pub mod sqlite;
+pub use config_store::config_hash;
+pub use local::{LocalFileBackend, LocalFileConfigStore, LocalFileLock};
+pub use memory::{MemoryBackend, MemoryConfigStore, NoOpLock};
+pub use sqlite::{
+    LeaseOptions, SqliteBackend, SqliteConfigStore, SqliteLeaseLock, resolve_db_path,
+};
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -62,8 +78,10 @@ pub trait CheckpointBackend: Send + Sync {
     /// Removes `key` (no error if absent).
     async fn delete(&self, key: &str) -> Result<(), PersistenceError>;
     /// Execution ids, sorted.
-    async fn list_execution_ids(&self, filter: &ListFilter)
-    -> Result<Vec<String>, PersistenceError>;
+    async fn list_execution_ids(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<String>, PersistenceError>;
     /// Removes every key of `execution_id`.
     async fn delete_execution(&self, execution_id: &str) -> Result<(), PersistenceError>;
 
