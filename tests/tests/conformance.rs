@@ -8,9 +8,6 @@ use flatmachines_tests::fake_llm::FakeLlm;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// Cases that need child machines, which the peer-machines issue implements.
-const NEEDS_CHILD_MACHINES: &[&str] = &["machine_child", "machine_parallel", "foreach_as_key"];
-
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/conformance")
 }
@@ -165,10 +162,6 @@ async fn run_all(mode: &str, load: Loader) {
     let mut passed = 0;
     for dir in &entries {
         let name = dir.file_name().unwrap().to_str().unwrap();
-        if NEEDS_CHILD_MACHINES.contains(&name) {
-            eprintln!("notice: {name} needs child machines (peer-machines issue); skipped");
-            continue;
-        }
         let problems = run_case(dir, load).await;
         if problems.is_empty() {
             passed += 1;
@@ -182,8 +175,8 @@ async fn run_all(mode: &str, load: Loader) {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(
-        passed >= 7,
-        "expected at least 7 cases to run, ran {passed}"
+        passed >= 10,
+        "expected at least 10 cases to run, ran {passed}"
     );
 }
 
