@@ -2,7 +2,9 @@
 //! - `loop_no_checkpoints`: the benchmark machine of `shared/bench` (a copy is in
 //!   `benches/machines`), 10,000 `tick` steps through the `echo` adapter; per-step time is the
 //!   total divided by N + 2;
-//! - one template render and one condition evaluation.
+//! - one template render and one condition evaluation;
+//! - `condition/*`: four conditions of growing size, each compiled to Rust by the macro and
+//!   interpreted.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flatmachines::condition::{Condition, Engine};
@@ -67,5 +69,55 @@ fn render_and_evaluate(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, loop_machine, render_and_evaluate);
+// The conditions of `compiled_vs_interpreted`, compiled to Rust by the macro.
+flatmachines::flatmachine!(
+    r#"
+spec: flatmachine
+data:
+  name: bench-conditions
+  states:
+    start:
+      type: initial
+      transitions:
+        - condition: context.n == context.limit
+          to: done
+        - condition: context.score >= 8 and context.round < 4
+          to: done
+        - condition: context.name == 'bob' or context.other.b[2] > 2
+          to: done
+        - condition: 1 < context.round + 1 < context.score
+          to: done
+        - to: done
+    done: {type: final}
+"#
+);
+
+/// One condition evaluation, compiled (the generated function) and interpreted (the tree walk),
+/// for conditions of growing size.
+fn compiled_vs_interpreted(c: &mut Criterion) {
+    let context = json!({"n": "41", "limit": "10000", "score": 9, "round": 2, "name": "bob",
+                         "other": {"a": 1, "b": [1, 2, 3]}, "machine": {"step": 3}});
+    let mut group = c.benchmark_group("condition");
+    for (i, native) in bench_conditions::conditions::ALL.iter().enumerate() {
+        let interpreted = Condition::compile(native.source(), Engine::Simple).unwrap();
+        assert_eq!(
+            native.evaluate(&context).unwrap(),
+            interpreted.evaluate(&context).unwrap()
+        );
+        group.bench_function(format!("{i}_interpreted"), |b| {
+            b.iter(|| interpreted.evaluate(black_box(&context)).unwrap())
+        });
+        group.bench_function(format!("{i}_compiled"), |b| {
+            b.iter(|| native.evaluate(black_box(&context)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    loop_machine,
+    render_and_evaluate,
+    compiled_vs_interpreted
+);
 criterion_main!(benches);

@@ -52,6 +52,16 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The typed `Input` of a compiled machine did not serialize, or its output does not fit
+    /// the generated `Output` (for instance a field every final state sets is missing because
+    /// the run stopped before reaching one).
+    #[error("machine `{machine}`: {message}")]
+    Conversion {
+        /// `data.name`.
+        machine: String,
+        /// What did not fit.
+        message: String,
+    },
     /// A feature the runtime does not support yet.
     #[error("machine `{machine}`, state `{state}`: {feature} is not supported yet")]
     Unsupported {
@@ -61,6 +71,47 @@ pub enum Error {
         state: String,
         /// What is missing.
         feature: String,
+    },
+    /// The execution's lock is held by another run (another process, or another run of this
+    /// process).
+    #[error(
+        "machine `{machine}`: execution {execution_id} is running elsewhere (its lock is held)"
+    )]
+    Locked {
+        /// `data.name`.
+        machine: String,
+        /// The execution id that could not be locked.
+        execution_id: String,
+    },
+    /// Saving or loading a checkpoint, or taking the lock, failed.
+    #[error("machine `{machine}`, execution {execution_id}: {source}")]
+    Persistence {
+        /// `data.name`.
+        machine: String,
+        /// The execution.
+        execution_id: String,
+        /// What failed, naming the file or key.
+        #[source]
+        source: crate::persistence::PersistenceError,
+    },
+    /// `resume_from` names an execution that has no checkpoint.
+    #[error("machine `{machine}`: no checkpoint found for execution {execution_id}")]
+    NotFound {
+        /// `data.name`.
+        machine: String,
+        /// The execution id asked for.
+        execution_id: String,
+    },
+    /// The latest checkpoint does not fit the machine resuming it (for instance its state was
+    /// renamed since).
+    #[error("machine `{machine}`: cannot resume execution {execution_id}: {message}")]
+    Resume {
+        /// `data.name`.
+        machine: String,
+        /// The execution.
+        execution_id: String,
+        /// Why.
+        message: String,
     },
 }
 

@@ -13,12 +13,16 @@
 //! command line with `flatmachines check machine.yml` (feature `cli`).
 
 pub mod agent;
+mod compiled;
 pub mod condition;
 mod error;
 mod executor;
 pub mod hooks;
+pub mod invoker;
 mod machine;
+mod peers;
 pub mod persistence;
+pub mod results;
 mod runtime;
 mod state;
 mod strategy;
@@ -37,8 +41,15 @@ pub use flatmachines_compiler as compiler;
 /// Paths used by generated code; not a public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::compiled::{
+        CompiledMachine, EmbeddedFile, Entry, TransitionCondition, execute_typed, holds, machine,
+        on_transition,
+    };
+    pub use crate::condition::{ConditionError, Engine, LazyCondition, NativeCondition, ops};
+    pub use crate::hooks::MachineHooks;
     pub use crate::state::UnknownState;
     pub use serde;
     pub use serde_json;
     pub use std::string::String;
+    pub use std::sync::OnceLock;
 }

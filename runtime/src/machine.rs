@@ -2,7 +2,7 @@
 //! conditions compiled and templates cached once per machine.
 
 use crate::agent::AgentSpec;
-use crate::condition::{Condition, Engine};
+use crate::condition::{Condition, Engine, NativeCondition};
 use crate::error::Error;
 use crate::template::Templates;
 use flatmachines_compiler::load::{Input, LoadOptions, LoadedMachine, MachineId, Project};
@@ -32,9 +32,13 @@ pub(crate) struct MachineDef {
     pub templates: Templates,
     /// `data.hooks`, resolved through the runtime's registry when a run starts.
     pub hooks: Option<Value>,
+    /// `data.persistence`, lowered (`executor/checkpoint.rs`).
+    pub persistence: crate::executor::checkpoint::PersistenceDef,
     /// Agent executors by (runtime id, agent name): adapters build them once per machine and
     /// runtime, not once per run (the `flatagent` executor parses its prompt templates).
     pub executors: ExecutorCache,
+    /// The machines of `data.machines`, lowered with this one (`peers.rs`).
+    pub children: crate::peers::ChildMachines,
 }
 
 /// See [`MachineDef::executors`].
@@ -65,6 +69,8 @@ pub(crate) struct StateDef {
     pub wait_for: Option<Value>,
     pub has_children: bool,
     pub launch: Vec<String>,
+    /// `machine:` / `foreach:` and their options, `launch_input` (`peers.rs`).
+    pub peers: crate::peers::PeerCalls,
 }
 
 #[derive(Debug)]
@@ -149,15 +155,26 @@ impl Machine {
     }
 
     pub(crate) fn from_project(project: &Project, id: MachineId) -> Result<Machine, Error> {
-        let m = project.machines.get(id.0).ok_or_else(|| Error::Invalid {
-            machine: "<unknown>".into(),
-            diagnostics: "the machine could not be loaded".into(),
-        })?;
-        lower(project, m).map(|def| Machine { def: Arc::new(def) })
+        Machine::from_project_with(project, id, &[])
+    }
+
+    /// Lowers machine `id` of `project`; its `simple`-engine conditions whose text is in
+    /// `natives` evaluate the compiled function instead of being interpreted.
+    pub(crate) fn from_project_with(
+        project: &Project,
+        id: MachineId,
+        natives: &'static [NativeCondition],
+    ) -> Result<Machine, Error> {
+        // With its child machines, lowered once and with the same compiled conditions.
+        crate::peers::lower_tree(project, id, &|p, m| lower(p, m, natives))
     }
 }
 
-fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
+pub(crate) fn lower(
+    project: &Project,
+    m: &LoadedMachine,
+    natives: &'static [NativeCondition],
+) -> Result<MachineDef, Error> {
     let data = &m.doc.data;
     let name = data
         .name
@@ -182,7 +199,7 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
     };
     let mut states = Vec::with_capacity(data.states.len());
     for s in &data.states {
-        states.push(lower_state(s, engine, &lookup, &name)?);
+        states.push(lower_state(s, engine, &lookup, &name, natives)?);
     }
     let initial = data
         .states
@@ -264,7 +281,9 @@ fn lower(project: &Project, m: &LoadedMachine) -> Result<MachineDef, Error> {
         initial,
         templates: Templates::new(),
         hooks: data.hooks.as_ref().map(|h| h.to_json()),
+        persistence: crate::executor::checkpoint::lower_persistence(project, m),
         executors: ExecutorCache::default(),
+        children: Default::default(),
         name,
     })
 }
@@ -274,6 +293,7 @@ fn lower_state(
     engine: Engine,
     lookup: &dyn Fn(&str) -> Result<usize, Error>,
     machine: &str,
+    natives: &'static [NativeCondition],
 ) -> Result<StateDef, Error> {
     let mut transitions = Vec::new();
     for t in &s.transitions {
@@ -282,10 +302,16 @@ fn lower_state(
             continue;
         }
         let src = t.condition.as_ref().map(|c| c.value.as_str()).unwrap_or("");
-        let cond = Condition::compile(src, engine).map_err(|e| Error::Invalid {
-            machine: machine.to_string(),
-            diagnostics: format!("state `{}`: condition `{src}`: {e}", s.name.value),
-        })?;
+        let native = natives
+            .iter()
+            .find(|n| engine == Engine::Simple && n.source() == src);
+        let cond = match native {
+            Some(n) => Condition::Native(*n),
+            None => Condition::compile(src, engine).map_err(|e| Error::Invalid {
+                machine: machine.to_string(),
+                diagnostics: format!("state `{}`: condition `{src}`: {e}", s.name.value),
+            })?,
+        };
         let always = cond.is_always();
         transitions.push(Transition {
             condition: cond,
@@ -379,5 +405,6 @@ fn lower_state(
                 None => false,
             },
         launch: s.launch.iter().map(|l| l.value.clone()).collect(),
+        peers: crate::peers::lower_calls(s),
     })
 }

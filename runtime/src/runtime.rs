@@ -3,7 +3,10 @@
 use crate::agent::{AdapterRegistry, AgentAdapter};
 use crate::error::Error;
 use crate::hooks::{HooksRegistry, MachineHooks};
+use crate::invoker::Invoker;
 use crate::machine::Machine;
+use crate::persistence::{CheckpointBackend, ConfigStore, ExecutionLock};
+use crate::results::ResultBackend;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -29,8 +32,18 @@ pub struct Runtime {
     pub(crate) adapters: AdapterRegistry,
     pub(crate) hooks: Option<Arc<dyn MachineHooks>>,
     pub(crate) hooks_registry: Arc<HooksRegistry>,
+    /// A checkpoint backend for every run, overriding `data.persistence.backend`.
+    pub(crate) checkpoint_backend: Option<Arc<dyn CheckpointBackend>>,
+    /// An execution lock for every run, overriding the one `data.persistence` implies.
+    pub(crate) lock: Option<Arc<dyn ExecutionLock>>,
+    /// A config store for every run (else the SQLite backend's own, else none).
+    pub(crate) config_store: Option<Arc<dyn ConfigStore>>,
     /// Distinguishes runtimes in per-machine caches (their adapters may differ).
     pub(crate) id: u64,
+    /// Where child machines write their results (`parallel-and-launch.md` §8).
+    pub(crate) results: Arc<dyn ResultBackend>,
+    /// Starts `launch:` machines (`parallel-and-launch.md` §7).
+    pub(crate) invoker: Arc<dyn Invoker>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -61,7 +74,18 @@ impl Runtime {
             adapters: AdapterRegistry::builtin(),
             hooks: None,
             hooks_registry: HooksRegistry::builtin(),
+            checkpoint_backend: None,
+            lock: None,
+            config_store: None,
+            results: None,
+            invoker: None,
         }
+    }
+
+    /// The result backend child machines write to: read the results of launched machines
+    /// here (`flatagents://<execution_id>/result`).
+    pub fn results(&self) -> &Arc<dyn ResultBackend> {
+        &self.results
     }
 
     /// Runs `machine` from the start with `input` and returns its output.
@@ -85,6 +109,11 @@ pub struct RuntimeBuilder {
     adapters: AdapterRegistry,
     hooks: Option<Arc<dyn MachineHooks>>,
     hooks_registry: HooksRegistry,
+    checkpoint_backend: Option<Arc<dyn CheckpointBackend>>,
+    lock: Option<Arc<dyn ExecutionLock>>,
+    config_store: Option<Arc<dyn ConfigStore>>,
+    results: Option<Arc<dyn ResultBackend>>,
+    invoker: Option<Arc<dyn Invoker>>,
 }
 
 impl RuntimeBuilder {
@@ -119,16 +148,62 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Stores every run's checkpoints in `backend` instead of the one `data.persistence`
+    /// names (as the reference's `persistence=` argument). Runs of a memory-backed machine can
+    /// then be resumed within the process. A machine with `persistence: {enabled: false}`
+    /// still writes nothing.
+    pub fn checkpoint_backend(mut self, backend: Arc<dyn CheckpointBackend>) -> Self {
+        self.checkpoint_backend = Some(backend);
+        self
+    }
+
+    /// Locks every run's execution id with `lock` instead of the lock `data.persistence`
+    /// implies (as the reference's `lock=` argument).
+    pub fn lock(mut self, lock: Arc<dyn ExecutionLock>) -> Self {
+        self.lock = Some(lock);
+        self
+    }
+
+    /// Stores machine configs in `store` on the first checkpoint of each run, and writes their
+    /// hash into every snapshot's `config_hash` (as the reference's `config_store=` argument).
+    pub fn config_store(mut self, store: Arc<dyn ConfigStore>) -> Self {
+        self.config_store = Some(store);
+        self
+    }
+
+    /// Child machines write their results to `backend` (default: a new
+    /// [`InMemoryResultBackend`](crate::results::InMemoryResultBackend) per runtime).
+    pub fn result_backend(mut self, backend: Arc<dyn ResultBackend>) -> Self {
+        self.results = Some(backend);
+        self
+    }
+
+    /// `launch:` states start machines through `invoker` (default:
+    /// [`InlineInvoker`](crate::invoker::InlineInvoker), a task in this process).
+    pub fn invoker(mut self, invoker: impl Invoker + 'static) -> Self {
+        self.invoker = Some(Arc::new(invoker));
+        self
+    }
+
     /// The runtime.
     pub fn build(self) -> Runtime {
         Runtime {
             adapters: self.adapters,
             hooks: self.hooks,
             hooks_registry: Arc::new(self.hooks_registry),
+            checkpoint_backend: self.checkpoint_backend,
+            lock: self.lock,
+            config_store: self.config_store,
             id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             },
+            results: self
+                .results
+                .unwrap_or_else(|| Arc::new(crate::results::InMemoryResultBackend::new())),
+            invoker: self
+                .invoker
+                .unwrap_or_else(|| Arc::new(crate::invoker::InlineInvoker)),
         }
     }
 }

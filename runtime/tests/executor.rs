@@ -328,3 +328,27 @@ async fn executors_are_built_once_per_machine_and_runtime() {
     rt.run(&machine(LOOP), json!({})).await.unwrap();
     assert_eq!(built(), 3);
 }
+
+#[tokio::test]
+async fn a_final_state_without_output_returns_its_agent_output() {
+    let m = machine(
+        r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: last-word
+  agents:
+    say: {type: echo}
+  states:
+    start:
+      type: initial
+      transitions: [{to: done}]
+    done:
+      type: final
+      agent: say
+      input: {word: "bye"}
+"#,
+    );
+    let out = Runtime::new().run(&m, json!({})).await.unwrap();
+    assert_eq!(out, json!({"word": "bye"}));
+}

@@ -32,7 +32,10 @@ async fn redrafts_until_the_editor_is_satisfied() {
     // The second draft request carries the editor's feedback and the previous draft.
     let user = log[2]["messages"][1]["content"].as_str().unwrap();
     assert!(user.contains("v1: we added things"), "{user}");
-    assert!(user.contains("The editor said: Name the command."), "{user}");
+    assert!(
+        user.contains("The editor said: Name the command."),
+        "{user}"
+    );
     // The profile's settings reach the server; the editor asks for JSON.
     assert_eq!(log[0]["params"]["temperature"], json!(0.2));
     assert_eq!(

@@ -28,7 +28,7 @@ impl StateFailure {
     }
 }
 
-mod checkpoint;
+pub(crate) mod checkpoint;
 mod children;
 
 pub(crate) use checkpoint::Event;
@@ -36,7 +36,6 @@ pub(crate) use checkpoint::Event;
 /// The run's mutable state.
 pub(crate) struct Run<'a> {
     pub rt: &'a Runtime,
-    pub machine: &'a Machine,
     pub def: &'a MachineDef,
     /// The runtime's explicit hooks, else `data.hooks` resolved; `None` skips every call.
     pub hooks: Option<Arc<dyn MachineHooks>>,
@@ -92,20 +91,26 @@ pub(crate) async fn run_inherited(
     let def = &*machine.def;
     let hooks = match (&rt.hooks, &def.hooks) {
         (Some(h), _) => Some(h.clone()),
-        (None, Some(reference)) => Some(rt.hooks_registry.resolve(reference).map_err(|e| {
-            Error::Hooks {
-                machine: def.name.clone(),
-                message: e.to_string(),
-            }
-        })?),
+        (None, Some(reference)) => {
+            Some(
+                rt.hooks_registry
+                    .resolve(reference)
+                    .map_err(|e| Error::Hooks {
+                        machine: def.name.clone(),
+                        message: e.to_string(),
+                    })?,
+            )
+        }
         (None, None) => None,
     };
-    let execution_id = opts.execution_id.clone().unwrap_or_else(new_execution_id);
-    let persist = checkpoint::Persist::new(def, &execution_id, inherited.persist)?;
+    // A resumed run continues under the id it resumes (`execution.md` §2).
+    let execution_id = (opts.resume_from.clone())
+        .or_else(|| opts.execution_id.clone())
+        .unwrap_or_else(new_execution_id);
+    let persist = checkpoint::Persist::new(rt, def, &execution_id, inherited.persist)?;
     let children = children::Children::new(def, inherited.children);
     let mut run = Run {
         rt,
-        machine,
         def,
         hooks,
         execution_id,
@@ -136,10 +141,16 @@ impl Run<'_> {
             .or_else(|| def.settings.get("max_steps").and_then(Value::as_u64))
             .unwrap_or(1000);
         let mut current = match &opts.resume_from {
-            Some(id) => match checkpoint::resume(self, id).await? {
-                checkpoint::Resumed::At(idx) => Some(idx),
-                checkpoint::Resumed::Finished(output) => return Ok(output),
-            },
+            Some(id) => {
+                let resumed = checkpoint::resume(self, id).await?;
+                // Launches recorded but never started are restarted first
+                // (`parallel-and-launch.md` §6), before the "already finished" check.
+                self.relaunch_pending().await;
+                match resumed {
+                    checkpoint::Resumed::At(idx) => Some(idx),
+                    checkpoint::Resumed::Finished(output) => return Ok(output),
+                }
+            }
             None => {
                 self.start(input)?;
                 self.checkpoint(Event::MachineStart, None, None).await?;
@@ -204,7 +215,11 @@ impl Run<'_> {
             self.checkpoint(
                 Event::StateExit,
                 Some(idx),
-                if state.is_final { output.as_ref() } else { None },
+                if state.is_final {
+                    output.as_ref()
+                } else {
+                    None
+                },
             )
             .await?;
             if let Some(h) = &self.hooks {
@@ -221,7 +236,10 @@ impl Run<'_> {
             current = self.next_state(state)?;
             if let (Some(next), Some(h)) = (current, &self.hooks) {
                 let target = def.states[next].name.as_str();
-                current = match h.on_transition(&state.name, target, &mut self.context).await {
+                current = match h
+                    .on_transition(&state.name, target, &mut self.context)
+                    .await
+                {
                     Some(name) if name == target => Some(next),
                     Some(name) => def.states.iter().position(|s| s.name == name),
                     None => None,
@@ -411,9 +429,13 @@ impl Run<'_> {
         if !state.launch.is_empty() {
             self.launch(state).await?;
         }
+        // The state's output: the children's, then the agent's, then a final state's `output`
+        // (`execution.md` §5); a final state without `output:` returns the last of these.
+        let mut output = None;
         if state.has_children {
-            let output = self.run_children(state).await?;
-            self.apply_output_to_context(state, &output)?;
+            let children = self.run_children(state).await?;
+            self.apply_output_to_context(state, &children)?;
+            output = Some(children);
         }
         if let Some(agent) = &state.agent {
             if state.tool_loop {
@@ -434,8 +456,9 @@ impl Run<'_> {
             }
             self.total_api_calls += result.api_calls();
             self.total_cost += result.machine_cost();
-            let output = result.into_payload();
-            self.apply_output_to_context(state, &output)?;
+            let payload = result.into_payload();
+            self.apply_output_to_context(state, &payload)?;
+            output = Some(payload);
         }
         if state.is_final
             && let Some(spec) = &state.output
@@ -447,7 +470,7 @@ impl Run<'_> {
                 .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
             return Ok(Some(out));
         }
-        Ok(None)
+        Ok(output)
     }
 
     fn render_map(&self, tmpl: &Value) -> Result<Value, StateFailure> {
