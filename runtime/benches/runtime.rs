@@ -15,6 +15,9 @@ use std::hint::black_box;
 
 const STEPS: u64 = 10_000;
 
+// The same machine compiled into the bench: conditions compiled to Rust, files embedded.
+flatmachines::include_machine!("machines/loop_no_checkpoints.yml");
+
 fn loop_machine(c: &mut Criterion) {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -41,10 +44,29 @@ fn loop_machine(c: &mut Criterion) {
         assert_eq!(out, json!({"n": STEPS.to_string()}));
         out
     };
+    let compiled = bench_loop_no_checkpoints::machine().expect("compiled machine builds");
+    let run_compiled = || async {
+        let out = rt
+            .run_with(
+                &compiled,
+                json!({"steps": STEPS}),
+                RunOptions {
+                    max_steps: Some(STEPS + 10),
+                    ..RunOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"n": STEPS.to_string()}));
+        out
+    };
     let mut group = c.benchmark_group("loop_no_checkpoints");
     group.sample_size(10);
     group.throughput(Throughput::Elements(STEPS + 2));
     group.bench_function("10000_steps", |b| b.to_async(&tokio).iter(run));
+    group.bench_function("10000_steps_compiled", |b| {
+        b.to_async(&tokio).iter(run_compiled)
+    });
     group.finish();
 }
 
