@@ -1105,3 +1105,215 @@ async fn the_yaml_sqlite_backend_uses_db_path_and_stores_configs() {
         .unwrap();
     assert_eq!(again, json!({"n": "1"}));
 }
+
+// --- batched checkpoints (runs without hooks) -------------------------------------------------
+
+/// A loop of `steps` agent states and a final state with an output.
+const LOOP: &str = r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: batch-loop
+  context: {n: 0, limit: "{{ input.steps }}"}
+  persistence: {backend: memory, checkpoint_on: EVENTS}
+  agents:
+    counter: {type: echo}
+  states:
+    start:
+      type: initial
+      transitions: [{to: tick}]
+    tick:
+      agent: counter
+      input: {n: "{{ context.n | int + 1 }}"}
+      output_to_context: {n: output.n}
+      transitions:
+        - {condition: "context.n == context.limit", to: done}
+        - {to: tick}
+    done:
+      type: final
+      output: {n: context.n}
+"#;
+
+/// Hooks that change nothing; installing them turns batching off.
+struct NoHooks;
+
+impl flatmachines::hooks::MachineHooks for NoHooks {}
+
+/// A memory backend that records every snapshot it is asked to save, in order, and how many
+/// calls carried them.
+#[derive(Default)]
+struct RecordingBackend {
+    inner: MemoryBackend,
+    saved: Mutex<Vec<(String, Vec<u8>)>>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl CheckpointBackend for RecordingBackend {
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), PersistenceError> {
+        self.inner.save(key, value).await
+    }
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, PersistenceError> {
+        self.inner.load(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), PersistenceError> {
+        self.inner.delete(key).await
+    }
+    async fn list_execution_ids(&self, f: &ListFilter) -> Result<Vec<String>, PersistenceError> {
+        self.inner.list_execution_ids(f).await
+    }
+    async fn delete_execution(&self, id: &str) -> Result<(), PersistenceError> {
+        self.inner.delete_execution(id).await
+    }
+    async fn save_checkpoint(
+        &self,
+        id: &str,
+        key: &str,
+        snapshot: &[u8],
+    ) -> Result<(), PersistenceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        (self.saved.lock().unwrap()).push((key.to_string(), snapshot.to_vec()));
+        self.inner.save_checkpoint(id, key, snapshot).await
+    }
+    async fn save_checkpoints(
+        &self,
+        id: &str,
+        batch: &[(&str, &[u8])],
+    ) -> Result<(), PersistenceError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        (self.saved.lock().unwrap()).extend(batch.iter().map(|(k, s)| (k.to_string(), s.to_vec())));
+        self.inner.save_checkpoints(id, batch).await
+    }
+}
+
+/// Runs `m` (`steps` ticks, stopped after `max_steps`) into `backend`, with or without hooks.
+async fn run_into(
+    m: &Machine,
+    backend: Arc<dyn CheckpointBackend>,
+    hooks: bool,
+    id: &str,
+    steps: u64,
+    max_steps: u64,
+) -> Value {
+    let mut rt = Runtime::builder().checkpoint_backend(backend);
+    if hooks {
+        rt = rt.hooks(NoHooks);
+    }
+    rt.build()
+        .run_with(
+            m,
+            json!({"steps": steps}),
+            RunOptions {
+                execution_id: Some(id.into()),
+                max_steps: Some(max_steps),
+                ..RunOptions::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn batched_checkpoints_write_the_same_snapshots_in_the_same_order() {
+    let all = "[machine_start, state_enter, execute, state_exit, machine_end]";
+    for (events, max_steps) in [
+        (all, 100),
+        // Stopped by max_steps: the last `state_exit` is still pending when the loop ends.
+        (all, 4),
+        ("[state_exit]", 4),
+        ("[state_enter]", 100),
+        ("[execute, machine_end]", 100),
+        ("[state_enter, state_exit]", 100),
+    ] {
+        let m = machine(&LOOP.replace("EVENTS", events));
+        let mut runs = Vec::new();
+        for (hooks, id) in [(true, "separate"), (false, "batched")] {
+            let backend = Arc::new(RecordingBackend::default());
+            let out = run_into(&m, backend.clone(), hooks, id, 5, max_steps).await;
+            let saved: Vec<(String, String)> = backend
+                .saved
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(k, s)| (k.replace(id, "<ID>"), normalized(s, id)))
+                .collect();
+            let latest = backend.load(&latest_key(id)).await.unwrap();
+            let latest = latest.map(|l| String::from_utf8(l).unwrap().replace(id, "<ID>"));
+            // What the store holds, read back key by key.
+            let mut stored = Vec::new();
+            for (key, _) in &saved {
+                let key = key.replace("<ID>", id);
+                let bytes = backend.load(&key).await.unwrap().unwrap();
+                stored.push(normalized(&bytes, id));
+            }
+            runs.push((
+                out,
+                saved,
+                latest,
+                stored,
+                backend.calls.load(Ordering::SeqCst),
+            ));
+        }
+        let (separate, batched) = (&runs[0], &runs[1]);
+        assert_eq!(separate.0, batched.0, "{events}: output");
+        assert!(!separate.1.is_empty(), "{events}: snapshots written");
+        assert_eq!(separate.1, batched.1, "{events}: snapshots, in order");
+        assert_eq!(separate.2, batched.2, "{events}: latest pointer");
+        assert_eq!(separate.3, batched.3, "{events}: stored bytes");
+        assert!(separate.4 >= batched.4, "{events}: calls");
+        if events == all && max_steps == 100 {
+            // machine_start, then one call per step (state_exit of the previous step with
+            // state_enter and execute of this one), then the final state_exit with machine_end.
+            assert_eq!((separate.4, batched.4), (3 * 7 + 2, 1 + 7 + 1));
+        }
+    }
+}
+
+#[tokio::test]
+async fn batched_checkpoints_write_the_same_sqlite_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = machine(&LOOP.replace(
+        "EVENTS",
+        "[machine_start, state_enter, execute, state_exit, machine_end]",
+    ));
+    let mut tables = Vec::new();
+    for (hooks, id) in [(true, "separate"), (false, "batched")] {
+        let path = tmp.path().join(format!("{id}.sqlite"));
+        let backend = Arc::new(flatmachines::persistence::SqliteBackend::open(&path).unwrap());
+        let out = run_into(&m, backend.clone(), hooks, id, 5, 100).await;
+        assert_eq!(out, json!({"n": "5"}));
+        drop(backend);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let mut rows: Vec<String> = conn
+            .prepare(
+                "SELECT checkpoint_key, execution_id, machine_name, event, current_state,
+                        waiting_channel, snapshot_json
+                 FROM machine_checkpoints ORDER BY rowid",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                let snapshot: Vec<u8> = r.get(6)?;
+                Ok(format!(
+                    "{} {} {:?} {:?} {:?} {:?} {}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    normalized(&snapshot, id),
+                )
+                .replace(id, "<ID>"))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let latest: String = conn
+            .query_row("SELECT latest_key FROM machine_latest", [], |r| r.get(0))
+            .unwrap();
+        rows.push(latest.replace(id, "<ID>"));
+        tables.push(rows);
+    }
+    assert_eq!(tables[0].len(), 1 + 7 * 3 + 1 + 1);
+    assert_eq!(tables[0], tables[1]);
+}

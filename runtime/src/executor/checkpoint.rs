@@ -7,7 +7,7 @@ use crate::machine::MachineDef;
 use crate::persistence::local::{LocalFileBackend, LocalFileLock};
 /// Re-exported for child machines, which check whether a child already has checkpoints.
 pub(crate) use crate::persistence::snapshot::load_latest;
-use crate::persistence::snapshot::{Latest, SnapshotView, write_snapshot_key};
+use crate::persistence::snapshot::{Latest, SnapshotView, write_snapshot_key, write_utc_now};
 use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
 use crate::persistence::{
     CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock, PersistenceError,
@@ -16,6 +16,7 @@ use crate::runtime::Runtime;
 use flatmachines_compiler::load::{LoadedMachine, Project};
 use flatmachines_compiler::model::machine::AgentRef;
 use serde_json::{Map, Value};
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 /// A checkpoint event (`persistence.md` §2).
@@ -256,9 +257,18 @@ pub(crate) struct Persist {
     locked: bool,
     /// Set by the first persisted checkpoint that finds a config store (§7).
     config_hash: Option<String>,
-    /// Reused for every snapshot of the run.
+    /// Snapshots encoded but not saved yet, back to back; reused for every snapshot of the
+    /// run. Holds one snapshot except while a batch is pending (see
+    /// [`Run::checkpoint_deferred`]).
     buf: Vec<u8>,
-    key: String,
+    /// The keys of the pending snapshots (the first `pending`; the rest are kept for their
+    /// allocations) and where each one's bytes end in `buf`.
+    keys: Vec<String>,
+    ends: Vec<usize>,
+    pending: usize,
+    /// The event and step of the last pending snapshot, and the range of `buf` that
+    /// [`SnapshotView::write`] reports as varying between snapshots of one step.
+    last: Option<(Event, u64, Range<usize>)>,
 }
 
 /// Where a resumed run continues.
@@ -344,7 +354,10 @@ impl Persist {
             locked: false,
             config_hash: None,
             buf: Vec::new(),
-            key: String::new(),
+            keys: Vec::new(),
+            ends: Vec::new(),
+            pending: 0,
+            last: None,
         })
     }
 
@@ -400,7 +413,8 @@ pub(crate) struct Extras<'a> {
 
 impl Run<'_> {
     /// Saves a snapshot for `event` if the machine checkpoints it. `state` is the state index
-    /// (none for `machine_start`/`machine_end`).
+    /// (none for `machine_start`/`machine_end`). Snapshots still pending from
+    /// [`Run::checkpoint_deferred`] are saved with it, in one batch.
     pub(crate) async fn checkpoint(
         &mut self,
         event: Event,
@@ -411,6 +425,134 @@ impl Run<'_> {
             .await
     }
 
+    /// The `state_enter`, `execute` and `state_exit` snapshots of the main loop. A run with
+    /// hooks saves each at once, like [`Run::checkpoint`]. A run without hooks only encodes
+    /// them, and the main loop calls [`Run::flush_checkpoints`] right before each state's body
+    /// runs, so the `state_exit` snapshot of step n and the `state_enter` and `execute`
+    /// snapshots of step n+1 are saved together, in one transaction on backends that have
+    /// transactions (one commit instead of three, which is most of a checkpoint's cost on
+    /// SQLite). A final state's `state_exit` goes with `machine_end` in the same way.
+    ///
+    /// Why this keeps the durability of separate saves: every snapshot is still stored before
+    /// anything that follows it can have an effect outside the run. Between the `state_exit`
+    /// of step n and the body of step n+1, a run without hooks only evaluates transition
+    /// conditions and updates `context.machine`, which nothing outside the process observes
+    /// (the `on_state_exit`, `on_transition` and `on_state_enter` hooks are the only code that
+    /// could run there, hence the condition). A crash before the batch is committed resumes
+    /// from the `execute` snapshot of step n, which re-runs state n from the top; with separate
+    /// saves, a crash there could at most have left the `state_exit` snapshot of step n, which
+    /// the reference (and this runtime) resume by re-running state n as well. A crash after the
+    /// commit resumes from step n+1's `execute` snapshot, as with separate saves. A body never
+    /// starts with a snapshot pending, so mid-state snapshots (the outbox of `launch:`, tool
+    /// calls) are saved at once and in order. A run that completes writes the same keys and
+    /// bytes as with separate saves; only the `created_at` times of the SQLite rows differ.
+    pub(crate) async fn checkpoint_deferred(
+        &mut self,
+        event: Event,
+        state: Option<usize>,
+        output: Option<&Value>,
+    ) -> Result<(), Error> {
+        if self.hooks.is_some() {
+            return self.checkpoint(event, state, output).await;
+        }
+        // Nothing runs between a step's `state_enter` and `execute` snapshots here, so the
+        // second is the first with another time and event: copied rather than encoded again.
+        if event == Event::Execute
+            && self.def.persistence.checkpoints(event)
+            && let Some((Event::StateEnter, step, varying)) = self.persist.last.clone()
+            && step == self.step
+        {
+            self.copy_last(event, state, varying);
+            return Ok(());
+        }
+        self.encode(event, state, output, Extras::default()).await
+    }
+
+    /// Adds a copy of the last pending snapshot with the current time and `event`.
+    fn copy_last(&mut self, event: Event, state: Option<usize>, varying: Range<usize>) {
+        let persist = &mut self.persist;
+        let start = match persist.pending {
+            0 | 1 => 0,
+            n => persist.ends[n - 2],
+        };
+        let end = persist.buf.len();
+        let buf = &mut persist.buf;
+        buf.extend_from_within(start..varying.start);
+        let new_start = buf.len();
+        buf.push(b'"');
+        write_utc_now(buf);
+        buf.extend_from_slice(b"\", \"event\": \"");
+        buf.extend_from_slice(event.name().as_bytes());
+        buf.push(b'"');
+        let new_varying = new_start..buf.len();
+        buf.extend_from_within(varying.end..end);
+        if cfg!(debug_assertions) {
+            // The copy must be what encoding would give, times aside.
+            let mut fresh = Vec::new();
+            let v = self.write_snapshot(event, state, None, Extras::default(), &mut fresh);
+            let copy = &self.persist.buf[end..];
+            let offset = new_varying.start - end;
+            assert_eq!(fresh[..v.start], copy[..offset], "copied snapshot prefix");
+            assert_eq!(
+                fresh[v.end..],
+                copy[new_varying.end - end..],
+                "copied snapshot suffix"
+            );
+        }
+        self.push_pending(event, new_varying);
+    }
+
+    /// Saves the snapshots left pending by [`Run::checkpoint_deferred`], if any: the main loop
+    /// calls this before each state's body and when the run stops.
+    pub(crate) async fn flush_checkpoints(&mut self) -> Result<(), Error> {
+        let persist = &mut self.persist;
+        if persist.pending == 0 {
+            return Ok(());
+        }
+        // Snapshots are only encoded when there is a backend.
+        let Some(backend) = &persist.backend else {
+            return Ok(());
+        };
+        let result = if persist.pending == 1 {
+            backend
+                .save_checkpoint(&self.execution_id, &persist.keys[0], &persist.buf)
+                .await
+        } else {
+            let mut start = 0;
+            let mut snapshots = persist.keys[..persist.pending]
+                .iter()
+                .zip(&persist.ends)
+                .map(|(key, &end)| {
+                    let snapshot = &persist.buf[start..end];
+                    start = end;
+                    (key.as_str(), snapshot)
+                });
+            // The main loop's batches have at most four snapshots (`state_exit`,
+            // `state_enter`, `execute`, or `state_exit` and `machine_end`): no allocation.
+            let mut inline: [(&str, &[u8]); 4] = [("", &[]); 4];
+            let heap: Vec<(&str, &[u8])>;
+            let batch = if persist.pending <= inline.len() {
+                for (slot, snapshot) in inline.iter_mut().zip(&mut snapshots) {
+                    *slot = snapshot;
+                }
+                &inline[..persist.pending]
+            } else {
+                heap = snapshots.collect();
+                &heap[..]
+            };
+            backend.save_checkpoints(&self.execution_id, batch).await
+        };
+        persist.buf.clear();
+        persist.ends.clear();
+        persist.pending = 0;
+        persist.last = None;
+        result.map_err(|source| Error::Persistence {
+            machine: self.def.name.clone(),
+            execution_id: self.execution_id.clone(),
+            source,
+        })
+    }
+
     /// [`Run::checkpoint`] with the extra fields of `waiting` / `tool_call` snapshots.
     pub(crate) async fn checkpoint_with(
         &mut self,
@@ -419,13 +561,22 @@ impl Run<'_> {
         output: Option<&Value>,
         extras: Extras<'_>,
     ) -> Result<(), Error> {
+        self.encode(event, state, output, extras).await?;
+        self.flush_checkpoints().await
+    }
+
+    /// Adds the snapshot for `event` to the pending ones, if the machine checkpoints it.
+    async fn encode(
+        &mut self,
+        event: Event,
+        state: Option<usize>,
+        output: Option<&Value>,
+        extras: Extras<'_>,
+    ) -> Result<(), Error> {
         let def = self.def;
-        if !def.persistence.checkpoints(event) {
+        if !def.persistence.checkpoints(event) || self.persist.backend.is_none() {
             return Ok(());
         }
-        let Some(backend) = self.persist.backend.clone() else {
-            return Ok(());
-        };
         let fail = |source: PersistenceError| Error::Persistence {
             machine: def.name.clone(),
             execution_id: self.execution_id.clone(),
@@ -440,6 +591,41 @@ impl Run<'_> {
                 .map_err(fail)?;
             self.persist.config_hash = Some(hash);
         }
+        let mut buf = std::mem::take(&mut self.persist.buf);
+        let varying = self.write_snapshot(event, state, output, extras, &mut buf);
+        self.persist.buf = buf;
+        self.push_pending(event, varying);
+        Ok(())
+    }
+
+    /// Records the snapshot just written at the end of `buf` as pending.
+    fn push_pending(&mut self, event: Event, varying: Range<usize>) {
+        let persist = &mut self.persist;
+        if persist.keys.len() == persist.pending {
+            persist.keys.push(String::new());
+        }
+        write_snapshot_key(
+            &mut persist.keys[persist.pending],
+            &self.execution_id,
+            self.step,
+            event.name(),
+        );
+        persist.ends.push(persist.buf.len());
+        persist.pending += 1;
+        persist.last = Some((event, self.step, varying));
+    }
+
+    /// Encodes the snapshot for `event` into `out`; returns what [`SnapshotView::write`]
+    /// does.
+    fn write_snapshot(
+        &self,
+        event: Event,
+        state: Option<usize>,
+        output: Option<&Value>,
+        extras: Extras<'_>,
+        out: &mut Vec<u8>,
+    ) -> Range<usize> {
+        let def = self.def;
         let current_state = match (event, state) {
             // The reference stores the literal "start" here; the real name resumes correctly.
             (Event::MachineStart, _) => def.states[def.initial].name.as_str(),
@@ -457,8 +643,6 @@ impl Run<'_> {
                     .collect(),
             )
         };
-        let persist = &mut self.persist;
-        persist.buf.clear();
         SnapshotView {
             execution_id: &self.execution_id,
             machine_name: &def.name,
@@ -475,23 +659,9 @@ impl Run<'_> {
             pending_launches: pending.as_deref(),
             waiting_channel: extras.waiting_channel,
             tool_loop_state: extras.tool_loop_state,
-            config_hash: persist.config_hash.as_deref(),
+            config_hash: self.persist.config_hash.as_deref(),
         }
-        .write(&mut persist.buf);
-        write_snapshot_key(
-            &mut persist.key,
-            &self.execution_id,
-            self.step,
-            event.name(),
-        );
-        backend
-            .save_checkpoint(&self.execution_id, &persist.key, &persist.buf)
-            .await
-            .map_err(|source| Error::Persistence {
-                machine: def.name.clone(),
-                execution_id: self.execution_id.clone(),
-                source,
-            })
+        .write(out)
     }
 }
 

@@ -126,6 +126,10 @@ pub(crate) async fn run_inherited(
     };
     run.persist.acquire(&run.execution_id, &def.name).await?;
     let result = run.execute(input, &opts).await;
+    // A run that stops between a `state_exit` and the next body (an error in a transition
+    // condition, `max_steps`) may still hold deferred snapshots; they are saved under the lock.
+    let flushed = run.flush_checkpoints().await;
+    let result = result.and_then(|output| flushed.map(|()| output));
     let finished = run.children.finish().await;
     run.persist.release(&run.execution_id).await;
     let output = result?;
@@ -176,11 +180,15 @@ impl Run<'_> {
             self.step += 1;
             let state = &def.states[idx];
             self.inject_metadata(&state.name);
-            self.checkpoint(Event::StateEnter, Some(idx), None).await?;
+            self.checkpoint_deferred(Event::StateEnter, Some(idx), None)
+                .await?;
             if let Some(h) = &self.hooks {
                 h.on_state_enter(&state.name, &mut self.context).await;
             }
-            self.checkpoint(Event::Execute, Some(idx), None).await?;
+            self.checkpoint_deferred(Event::Execute, Some(idx), None)
+                .await?;
+            // Nothing pending may outlive this point: the body has effects outside the run.
+            self.flush_checkpoints().await?;
             let output = match self.run_state(state).await {
                 Ok(output) => output,
                 Err(failure) => match self.recover(state, &failure).await {
@@ -212,7 +220,7 @@ impl Run<'_> {
             {
                 final_output = out.clone();
             }
-            self.checkpoint(
+            self.checkpoint_deferred(
                 Event::StateExit,
                 Some(idx),
                 if state.is_final {

@@ -1,7 +1,7 @@
 //! Storage that lives as long as the process: [`MemoryBackend`], [`MemoryConfigStore`] and
 //! [`NoOpLock`] (`persistence.md` §5.1, §6.1, §7). The default for machines without a
-//! `persistence` block, so a save sits on the hot path of every step and is kept to one map
-//! insert under an uncontended mutex.
+//! `persistence` block, so a save sits on the hot path of every step: it is one copy into a
+//! buffer under an uncontended mutex, with no allocation in the common case.
 
 use super::meta;
 use super::{
@@ -9,7 +9,8 @@ use super::{
     validate_key,
 };
 use async_trait::async_trait;
-use std::collections::HashMap;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Checkpoints in a map shared by every clone of the backend.
@@ -24,6 +25,8 @@ pub struct MemoryBackend {
 
 /// Keys grouped by execution id, so deleting or listing an execution does not scan the
 /// snapshots of every other one, and a checkpoint costs one lookup of the id and one insert.
+/// The maps use foldhash: keys are snapshot keys chosen by the runtime, not by an adversary,
+/// and SipHash (the std default) was the largest single cost of a checkpoint.
 #[derive(Default)]
 struct Store {
     executions: HashMap<String, Execution>,
@@ -34,25 +37,75 @@ struct Store {
 #[derive(Default)]
 struct Execution {
     /// Keys after `<id>/`, except the pointer.
-    entries: HashMap<String, Vec<u8>>,
+    entries: Entries,
     /// `<id>/latest`, kept apart because it moves at every checkpoint.
-    latest: Option<Vec<u8>>,
+    latest: Option<Pointer>,
+}
+
+/// The value of `<id>/latest`.
+enum Pointer {
+    /// The text `<id>/<key of entry i>`: what [`CheckpointBackend::save_checkpoint`] writes,
+    /// kept as an index so that moving the pointer copies nothing. The text is made on load.
+    Entry(usize),
+    /// Anything else saved under the pointer key.
+    Bytes(Vec<u8>),
+}
+
+/// `<id>/<key>` as bytes.
+fn joined(id: &str, key: &[u8]) -> Vec<u8> {
+    let mut text = Vec::with_capacity(id.len() + 1 + key.len());
+    text.extend_from_slice(id.as_bytes());
+    text.push(b'/');
+    text.extend_from_slice(key);
+    text
 }
 
 impl Execution {
     fn put(&mut self, rest: &str, value: &[u8]) {
         if rest == "latest" {
-            overwrite(self.latest.get_or_insert_with(Vec::new), value);
+            match &mut self.latest {
+                // Re-saving the pointer reuses its buffer.
+                Some(Pointer::Bytes(buf)) => {
+                    buf.clear();
+                    buf.extend_from_slice(value);
+                }
+                slot => *slot = Some(Pointer::Bytes(value.to_vec())),
+            }
         } else {
-            put_entry(&mut self.entries, rest, value);
+            self.entries.put(rest, value);
         }
     }
 
-    fn get(&self, rest: &str) -> Option<&Vec<u8>> {
+    fn load(&self, id: &str, rest: &str) -> Option<Vec<u8>> {
         if rest == "latest" {
-            self.latest.as_ref()
-        } else {
-            self.entries.get(rest)
+            return match self.latest.as_ref()? {
+                Pointer::Entry(i) => Some(joined(id, self.entries.key(*i))),
+                Pointer::Bytes(bytes) => Some(bytes.clone()),
+            };
+        }
+        let i = self.entries.find(rest)?;
+        Some(self.entries.value(i).to_vec())
+    }
+
+    fn remove(&mut self, id: &str, rest: &str) {
+        if rest == "latest" {
+            self.latest = None;
+            return;
+        }
+        let Some(i) = self.entries.find(rest) else {
+            return;
+        };
+        // The pointer keeps naming a deleted snapshot, as a stored text would.
+        if let Some(Pointer::Entry(p)) = self.latest
+            && p == i
+        {
+            self.latest = Some(Pointer::Bytes(joined(id, self.entries.key(i))));
+        }
+        if let Some(moved) = self.entries.remove(i)
+            && let Some(Pointer::Entry(p)) = &mut self.latest
+            && *p == moved
+        {
+            *p = i;
         }
     }
 
@@ -61,39 +114,191 @@ impl Execution {
     }
 }
 
-/// Re-saving a key (the pointer, every tool call of a step) reuses its buffer.
-fn overwrite(buf: &mut Vec<u8>, value: &[u8]) {
-    buf.clear();
-    buf.extend_from_slice(value);
+/// The entries of one execution. Keys and values sit back to back in one buffer, found through
+/// a table of slot indices: a run writes thousands of distinct keys, and one buffer instead of
+/// two allocations per key makes a save one copy (growth is amortised), and dropping the
+/// execution one free instead of thousands. (Separate blocks would avoid the copies of growth,
+/// but measured slower: many large frees make the allocator return the pages to the kernel,
+/// and the next run faults them in again.)
+#[derive(Default)]
+struct Entries {
+    data: Vec<u8>,
+    slots: Vec<Slot>,
+    /// Indices into `slots` with their key's hash, kept here so growing the table reads no
+    /// slot and no key.
+    index: HashTable<(u64, usize)>,
+    hasher: DefaultHashBuilder,
+    /// Bytes of `data` that no slot uses any more (replaced values, removed entries).
+    garbage: usize,
 }
 
-fn put_entry(map: &mut HashMap<String, Vec<u8>>, key: &str, value: &[u8]) {
-    // New keys are the common case (each checkpoint has its own), so one hashing with an owned
-    // key beats a lookup followed by an insert.
-    map.entry(key.to_owned())
-        .and_modify(|buf| overwrite(buf, value))
-        .or_insert_with(|| value.to_vec());
+/// Where one entry's bytes are in [`Entries::data`].
+#[derive(Clone, Copy)]
+struct Slot {
+    key: usize,
+    key_len: usize,
+    value: usize,
+    value_len: usize,
+    /// Bytes reserved at `value`: a new value no longer than this is written in place.
+    room: usize,
+}
+
+/// Garbage below this is never compacted away (a few small rewrites are not worth a copy).
+const COMPACT_MIN: usize = 64 * 1024;
+
+impl Entries {
+    fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let s = &self.slots[i];
+        &self.data[s.key..s.key + s.key_len]
+    }
+
+    fn value(&self, i: usize) -> &[u8] {
+        let s = &self.slots[i];
+        &self.data[s.value..s.value + s.value_len]
+    }
+
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        let hash = self.hash(key.as_bytes());
+        self.index
+            .find(hash, |&(h, i)| h == hash && self.key(i) == key.as_bytes())
+            .map(|&(_, i)| i)
+    }
+
+    /// Stores `value` under `key` and returns the entry's index.
+    fn put(&mut self, key: &str, value: &[u8]) -> usize {
+        let hash = self.hash(key.as_bytes());
+        let (data, slots) = (&self.data, &self.slots);
+        // One probe for both the lookup and the insert. The full hash is compared first: it
+        // is in the table, while the key is one cache miss away.
+        let entry = self.index.entry(
+            hash,
+            |&(h, i)| {
+                let s = &slots[i];
+                h == hash && &data[s.key..s.key + s.key_len] == key.as_bytes()
+            },
+            |&(h, _)| h,
+        );
+        let vacant = match entry {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let i = found.get().1;
+                self.rewrite(i, value);
+                return i;
+            }
+            hashbrown::hash_table::Entry::Vacant(vacant) => vacant,
+        };
+        let i = self.slots.len();
+        vacant.insert((hash, i));
+        let start = self.data.len();
+        self.data.extend_from_slice(key.as_bytes());
+        self.data.extend_from_slice(value);
+        self.slots.push(Slot {
+            key: start,
+            key_len: key.len(),
+            value: start + key.len(),
+            value_len: value.len(),
+            room: value.len(),
+        });
+        i
+    }
+
+    fn rewrite(&mut self, i: usize, value: &[u8]) {
+        let s = &mut self.slots[i];
+        if value.len() <= s.room {
+            self.data[s.value..s.value + value.len()].copy_from_slice(value);
+            s.value_len = value.len();
+            return;
+        }
+        self.garbage += s.room;
+        s.value = self.data.len();
+        s.value_len = value.len();
+        s.room = value.len();
+        self.data.extend_from_slice(value);
+        self.compact_if_sparse();
+    }
+
+    /// Removes entry `i`; the last entry takes its index, which is returned if it moved.
+    fn remove(&mut self, i: usize) -> Option<usize> {
+        let s = self.slots[i];
+        let hash = self.hash(self.key(i));
+        if let Ok(entry) = self.index.find_entry(hash, |&(_, j)| j == i) {
+            entry.remove();
+        }
+        self.garbage += s.key_len + s.room;
+        let last = self.slots.len() - 1;
+        self.slots.swap_remove(i);
+        let moved = (i != last).then(|| {
+            let hash = self.hash(self.key(i));
+            if let Some((_, j)) = self.index.find_mut(hash, |&(_, j)| j == last) {
+                *j = i;
+            }
+            last
+        });
+        if self.slots.is_empty() {
+            self.data = Vec::new();
+            self.garbage = 0;
+        } else {
+            self.compact_if_sparse();
+        }
+        moved
+    }
+
+    /// Copies the live bytes into a new buffer once more than half of `data` is garbage, so
+    /// rewriting or deleting keys never grows memory without bound (amortised O(1) per byte).
+    fn compact_if_sparse(&mut self) {
+        if self.garbage < COMPACT_MIN || self.garbage * 2 < self.data.len() {
+            return;
+        }
+        let mut data = Vec::with_capacity(self.data.len() - self.garbage);
+        for s in &mut self.slots {
+            let key = data.len();
+            data.extend_from_slice(&self.data[s.key..s.key + s.key_len]);
+            let value = data.len();
+            data.extend_from_slice(&self.data[s.value..s.value + s.value_len]);
+            s.key = key;
+            s.value = value;
+            s.room = s.value_len;
+        }
+        self.data = data;
+        self.garbage = 0;
+    }
+}
+
+/// `rest` when `key` is `<execution_id>/<rest>` and `execution_id` has no `/` (so that is
+/// where `key` splits), without searching `key`.
+fn own_key<'k>(execution_id: &str, key: &'k str) -> Option<&'k str> {
+    let rest = key.strip_prefix(execution_id)?.strip_prefix('/')?;
+    (!execution_id.as_bytes().contains(&b'/')).then_some(rest)
 }
 
 impl Store {
     fn put(&mut self, key: &str, value: &[u8]) {
         let Some((id, rest)) = key.split_once('/') else {
-            put_entry(&mut self.loose, key, value);
+            match self.loose.get_mut(key) {
+                Some(buf) => {
+                    buf.clear();
+                    buf.extend_from_slice(value);
+                }
+                None => {
+                    self.loose.insert(key.to_owned(), value.to_vec());
+                }
+            }
             return;
         };
-        if let Some(execution) = self.executions.get_mut(id) {
-            execution.put(rest, value);
-            return;
-        }
-        let mut execution = Execution::default();
-        execution.put(rest, value);
-        self.executions.insert(id.to_owned(), execution);
+        self.executions.entry_ref(id).or_default().put(rest, value);
     }
 
-    fn get(&self, key: &str) -> Option<&Vec<u8>> {
+    fn load(&self, key: &str) -> Option<Vec<u8>> {
         match key.split_once('/') {
-            Some((id, rest)) => self.executions.get(id)?.get(rest),
-            None => self.loose.get(key),
+            Some((id, rest)) => self.executions.get(id)?.load(id, rest),
+            None => self.loose.get(key).cloned(),
         }
     }
 
@@ -103,13 +308,36 @@ impl Store {
             return;
         };
         if let Some(execution) = self.executions.get_mut(id) {
-            if rest == "latest" {
-                execution.latest = None;
-            } else {
-                execution.entries.remove(rest);
-            }
+            execution.remove(id, rest);
             if execution.is_empty() {
                 self.executions.remove(id);
+            }
+        }
+    }
+
+    /// The latest snapshot of an execution, for list filters.
+    fn latest_snapshot(&self, execution: &Execution) -> Option<Vec<u8>> {
+        match execution.latest.as_ref()? {
+            Pointer::Entry(i) => Some(execution.entries.value(*i).to_vec()),
+            Pointer::Bytes(pointer) => self.load(std::str::from_utf8(pointer).ok()?.trim()),
+        }
+    }
+
+    /// [`CheckpointBackend::save_checkpoint`] under the lock.
+    fn checkpoint(&mut self, execution_id: &str, key: &str, snapshot: &[u8]) {
+        match own_key(execution_id, key) {
+            // The usual case: the snapshot and the pointer go into one execution, found once.
+            Some(rest) if rest != "latest" => {
+                let execution = self.executions.entry_ref(execution_id).or_default();
+                let i = execution.entries.put(rest, snapshot);
+                execution.latest = Some(Pointer::Entry(i));
+            }
+            _ => {
+                self.put(key, snapshot);
+                self.executions
+                    .entry_ref(execution_id)
+                    .or_default()
+                    .put("latest", key.as_bytes());
             }
         }
     }
@@ -147,7 +375,7 @@ impl CheckpointBackend for MemoryBackend {
 
     async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, PersistenceError> {
         validate_key(key)?;
-        Ok(self.lock().get(key).cloned())
+        Ok(self.lock().load(key))
     }
 
     async fn delete(&self, key: &str) -> Result<(), PersistenceError> {
@@ -160,25 +388,24 @@ impl CheckpointBackend for MemoryBackend {
         &self,
         filter: &ListFilter,
     ) -> Result<Vec<String>, PersistenceError> {
+        let unfiltered = filter.event.is_none() && filter.waiting_channel.is_none();
         let candidates: Vec<(String, Option<Vec<u8>>)> = {
             let store = self.lock();
-            let unfiltered = filter.event.is_none() && filter.waiting_channel.is_none();
             store
                 .executions
                 .iter()
                 .map(|(id, execution)| {
-                    let latest = (!unfiltered)
-                        .then(|| {
-                            let pointer = std::str::from_utf8(execution.latest.as_ref()?).ok()?;
-                            store.get(pointer.trim()).cloned()
-                        })
-                        .flatten();
+                    let latest = if unfiltered {
+                        None
+                    } else {
+                        store.latest_snapshot(execution)
+                    };
                     (id.clone(), latest)
                 })
                 .collect()
         };
         // Parsing happens after the lock is released so a listing never stalls a running step.
-        let mut ids: Vec<String> = if filter.event.is_none() && filter.waiting_channel.is_none() {
+        let mut ids: Vec<String> = if unfiltered {
             candidates.into_iter().map(|(id, _)| id).collect()
         } else {
             candidates
@@ -198,7 +425,9 @@ impl CheckpointBackend for MemoryBackend {
 
     async fn delete_execution(&self, execution_id: &str) -> Result<(), PersistenceError> {
         validate_key(execution_id)?;
-        self.lock().executions.remove(execution_id);
+        let removed = self.lock().executions.remove(execution_id);
+        // Freed after the lock is released.
+        drop(removed);
         Ok(())
     }
 
@@ -210,27 +439,38 @@ impl CheckpointBackend for MemoryBackend {
     ) -> Result<(), PersistenceError> {
         validate_key(key)?;
         validate_key(execution_id)?;
+        self.lock().checkpoint(execution_id, key, snapshot);
+        Ok(())
+    }
+
+    /// All of the batch under one lock.
+    async fn save_checkpoints(
+        &self,
+        execution_id: &str,
+        batch: &[(&str, &[u8])],
+    ) -> Result<(), PersistenceError> {
+        validate_key(execution_id)?;
+        for (key, _) in batch {
+            validate_key(key)?;
+        }
         let mut store = self.lock();
-        match key.split_once('/') {
-            // The usual case: the snapshot and the pointer go into one execution, found once.
-            Some((id, rest)) if id == execution_id => {
-                if let Some(execution) = store.executions.get_mut(id) {
-                    execution.put(rest, snapshot);
-                    overwrite(
-                        execution.latest.get_or_insert_with(Vec::new),
-                        key.as_bytes(),
-                    );
-                } else {
-                    let mut execution = Execution::default();
-                    execution.put(rest, snapshot);
-                    execution.latest = Some(key.as_bytes().to_vec());
-                    store.executions.insert(id.to_owned(), execution);
-                }
+        // The usual batch: every snapshot in the execution's own entries, found once.
+        let own = batch
+            .iter()
+            .all(|(key, _)| own_key(execution_id, key).is_some_and(|rest| rest != "latest"));
+        if own && !batch.is_empty() {
+            let execution = store.executions.entry_ref(execution_id).or_default();
+            let mut last = 0;
+            for (key, snapshot) in batch {
+                last = execution
+                    .entries
+                    .put(&key[execution_id.len() + 1..], snapshot);
             }
-            _ => {
-                store.put(key, snapshot);
-                store.put(&format!("{execution_id}/latest"), key.as_bytes());
-            }
+            execution.latest = Some(Pointer::Entry(last));
+            return Ok(());
+        }
+        for (key, snapshot) in batch {
+            store.checkpoint(execution_id, key, snapshot);
         }
         Ok(())
     }
@@ -462,6 +702,115 @@ mod tests {
         assert_eq!(
             b.list_execution_ids(&filter(None, None)).await.unwrap(),
             ["ab"]
+        );
+    }
+
+    #[tokio::test]
+    async fn rewrites_deletes_and_compaction_keep_every_value() {
+        let b = MemoryBackend::new();
+        let value =
+            |k: usize, round: usize| vec![b'a' + (k % 26) as u8; (k * 37 + round * 101) % 3000];
+        let mut expected = std::collections::BTreeMap::new();
+        // Larger and smaller rewrites, a large value, and enough garbage to
+        // compact several times.
+        for round in 0..6 {
+            for k in 0..400 {
+                let key = format!("e/step_{k:06}_execute.json");
+                let v = if k == 7 {
+                    vec![b'z'; 200_000 + round]
+                } else {
+                    value(k, round)
+                };
+                b.save_checkpoint("e", &key, &v).await.unwrap();
+                expected.insert(key, v);
+            }
+            for k in (round..400).step_by(7) {
+                let key = format!("e/step_{k:06}_execute.json");
+                b.delete(&key).await.unwrap();
+                expected.remove(&key);
+            }
+        }
+        for (key, v) in &expected {
+            assert_eq!(b.load(key).await.unwrap().as_ref(), Some(v), "{key}");
+        }
+        for k in 0..400 {
+            let key = format!("e/step_{k:06}_execute.json");
+            assert_eq!(
+                b.load(&key).await.unwrap().is_some(),
+                expected.contains_key(&key)
+            );
+        }
+        // The last checkpoint was step 399, deleted since: the pointer still names it.
+        assert_eq!(
+            b.load("e/latest").await.unwrap().as_deref(),
+            Some(&b"e/step_000399_execute.json"[..])
+        );
+    }
+
+    #[tokio::test]
+    async fn the_pointer_follows_its_entry_when_others_are_deleted() {
+        let b = MemoryBackend::new();
+        for k in ["a", "b", "c"] {
+            b.save(&format!("e/{k}.json"), k.as_bytes()).await.unwrap();
+        }
+        b.save_checkpoint("e", "e/d.json", b"d").await.unwrap();
+        // `d` is the last entry: deleting `a` moves it into `a`'s place.
+        b.delete("e/a.json").await.unwrap();
+        assert_eq!(
+            b.load("e/latest").await.unwrap().as_deref(),
+            Some(&b"e/d.json"[..])
+        );
+        assert_eq!(
+            b.load("e/d.json").await.unwrap().as_deref(),
+            Some(&b"d"[..])
+        );
+        let ids = b
+            .list_execution_ids(&filter(Some("waiting"), None))
+            .await
+            .unwrap();
+        assert!(ids.is_empty());
+        // Saving the pointer by hand replaces the entry reference.
+        b.save("e/latest", b"e/b.json").await.unwrap();
+        b.delete("e/b.json").await.unwrap();
+        assert_eq!(
+            b.load("e/latest").await.unwrap().as_deref(),
+            Some(&b"e/b.json"[..])
+        );
+        for k in ["c", "d"] {
+            b.delete(&format!("e/{k}.json")).await.unwrap();
+        }
+        b.delete("e/latest").await.unwrap();
+        assert!(
+            b.list_execution_ids(&filter(None, None))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_saved_like_one_checkpoint_after_another() {
+        let (one, batched) = (MemoryBackend::new(), MemoryBackend::new());
+        let batch: [(&str, &[u8]); 3] = [
+            ("e/step_000001_state_exit.json", b"1"),
+            ("e/step_000002_state_enter.json", b"2"),
+            ("e/step_000002_execute.json", b"3"),
+        ];
+        for (key, snapshot) in batch {
+            one.save_checkpoint("e", key, snapshot).await.unwrap();
+        }
+        batched.save_checkpoints("e", &batch).await.unwrap();
+        for key in batch.iter().map(|(k, _)| *k).chain(["e/latest"]) {
+            assert_eq!(
+                one.load(key).await.unwrap(),
+                batched.load(key).await.unwrap()
+            );
+        }
+        assert!(
+            batched
+                .save_checkpoints("e", &[("../x", b"")])
+                .await
+                .is_err()
         );
     }
 

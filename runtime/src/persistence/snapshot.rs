@@ -392,8 +392,11 @@ pub(crate) struct SnapshotView<'a> {
 }
 
 impl SnapshotView<'_> {
-    /// Appends the JSON text to `out`.
-    pub(crate) fn write(&self, out: &mut Vec<u8>) {
+    /// Appends the JSON text to `out`. Returns where the `created_at` value starts and the
+    /// `event` value ends in `out`: the only bytes in which the `state_enter` and `execute`
+    /// snapshots of one step differ when nothing runs between them (the executor copies the
+    /// rest).
+    pub(crate) fn write(&self, out: &mut Vec<u8>) -> std::ops::Range<usize> {
         fn opt_str(out: &mut Vec<u8>, s: Option<&str>) {
             match s {
                 Some(s) => write_str(out, s),
@@ -419,6 +422,7 @@ impl SnapshotView<'_> {
         out.extend_from_slice(b", \"step\": ");
         write_u64(out, self.step);
         out.extend_from_slice(b", \"created_at\": ");
+        let varying = out.len();
         match self.created_at {
             Some(s) => write_str(out, s),
             None => {
@@ -429,6 +433,7 @@ impl SnapshotView<'_> {
         }
         out.extend_from_slice(b", \"event\": ");
         opt_str(out, self.event);
+        let varying = varying..out.len();
         out.extend_from_slice(b", \"output\": ");
         opt_value(out, self.output);
         out.extend_from_slice(b", \"total_api_calls\": ");
@@ -464,6 +469,7 @@ impl SnapshotView<'_> {
         out.extend_from_slice(b", \"config_hash\": ");
         opt_str(out, self.config_hash);
         out.push(b'}');
+        varying
     }
 }
 
@@ -653,7 +659,8 @@ pub fn utc_now_iso() -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_utc_now(out: &mut Vec<u8>) {
+/// [`utc_now_iso`], appended to `out`.
+pub(crate) fn write_utc_now(out: &mut Vec<u8>) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -674,37 +681,27 @@ fn write_iso(out: &mut Vec<u8>, secs: u64, micros: u32) {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let two = |out: &mut Vec<u8>, n: u64| {
-        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
-    };
-    let y = year.max(0) as u64;
-    out.extend_from_slice(&[
-        b'0' + (y / 1000 % 10) as u8,
-        b'0' + (y / 100 % 10) as u8,
-        b'0' + (y / 10 % 10) as u8,
-        b'0' + (y % 10) as u8,
-        b'-',
-    ]);
-    two(out, month as u64);
-    out.push(b'-');
-    two(out, day as u64);
-    out.push(b'T');
-    two(out, rem / 3600);
-    out.push(b':');
-    two(out, rem / 60 % 60);
-    out.push(b':');
-    two(out, rem % 60);
-    if micros != 0 {
-        out.push(b'.');
-        let mut digits = [b'0'; 6];
-        let mut m = micros;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (m % 10) as u8;
-            m /= 10;
+    // Built on the stack and appended at once: this runs for every snapshot.
+    let mut text = *b"0000-00-00T00:00:00.000000+00:00";
+    let digits = |field: &mut [u8], mut n: u64| {
+        for d in field.iter_mut().rev() {
+            *d = b'0' + (n % 10) as u8;
+            n /= 10;
         }
-        out.extend_from_slice(&digits);
+    };
+    digits(&mut text[0..4], year.max(0) as u64);
+    digits(&mut text[5..7], month as u64);
+    digits(&mut text[8..10], day as u64);
+    digits(&mut text[11..13], rem / 3600);
+    digits(&mut text[14..16], rem / 60 % 60);
+    digits(&mut text[17..19], rem % 60);
+    if micros != 0 {
+        digits(&mut text[20..26], u64::from(micros));
+        out.extend_from_slice(&text);
+    } else {
+        out.extend_from_slice(&text[..19]);
+        out.extend_from_slice(b"+00:00");
     }
-    out.extend_from_slice(b"+00:00");
 }
 
 #[cfg(test)]

@@ -391,6 +391,65 @@ async fn save_checkpoint_commits_snapshot_and_pointer_together() {
 }
 
 #[tokio::test]
+async fn save_checkpoints_commits_the_whole_batch_or_nothing() {
+    let (_tmp, path) = db();
+    let b = SqliteBackend::open(&path).unwrap();
+    let batch = |step: u32| {
+        ["state_exit", "state_enter", "execute"].map(|event| {
+            (
+                format!("e/step_{step:06}_{event}.json"),
+                snapshot(event, None),
+            )
+        })
+    };
+    let first = batch(1);
+    let refs: Vec<(&str, &[u8])> = first.iter().map(|(k, s)| (k.as_str(), &s[..])).collect();
+    b.save_checkpoints("e", &refs).await.unwrap();
+    for (key, bytes) in &first {
+        assert_eq!(b.load(key).await.unwrap().as_ref(), Some(bytes));
+    }
+    assert_eq!(
+        b.load("e/latest").await.unwrap().as_deref(),
+        Some(&b"e/step_000001_execute.json"[..])
+    );
+    let events: Vec<String> = raw(&path)
+        .prepare("SELECT event FROM machine_checkpoints ORDER BY rowid")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(events, ["state_exit", "state_enter", "execute"]);
+    // The last row of the next batch is refused: none of it may stay.
+    raw(&path)
+        .execute_batch(
+            "CREATE TRIGGER no_execute BEFORE INSERT ON machine_checkpoints
+             WHEN NEW.event = 'execute' AND NEW.checkpoint_key LIKE '%000002%'
+             BEGIN SELECT RAISE(ABORT, 'execute refused'); END;",
+        )
+        .unwrap();
+    let second = batch(2);
+    let refs: Vec<(&str, &[u8])> = second.iter().map(|(k, s)| (k.as_str(), &s[..])).collect();
+    let err = b.save_checkpoints("e", &refs).await.unwrap_err();
+    assert!(err.to_string().contains("execute refused"), "{err}");
+    for (key, _) in &second {
+        assert_eq!(b.load(key).await.unwrap(), None, "{key}");
+    }
+    assert_eq!(
+        b.load("e/latest").await.unwrap().as_deref(),
+        Some(&b"e/step_000001_execute.json"[..])
+    );
+    // The transaction was rolled back, so the connection takes new writes.
+    b.save_checkpoints("e", &refs[..2]).await.unwrap();
+    assert_eq!(
+        b.load("e/latest").await.unwrap().as_deref(),
+        Some(&b"e/step_000002_state_enter.json"[..])
+    );
+    b.save_checkpoints("e", &[]).await.unwrap();
+    assert!(b.save_checkpoints("e", &[("../x", b"{}")]).await.is_err());
+}
+
+#[tokio::test]
 async fn wal_checkpoints_run_in_the_background() {
     let (_tmp, path) = db();
     let b = SqliteBackend::open(&path).unwrap();
