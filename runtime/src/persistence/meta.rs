@@ -132,7 +132,7 @@ fn lenient<T>(
 }
 
 /// `bytes` with `NaN`, `Infinity` and `-Infinity` outside strings replaced by `null`.
-fn without_non_finite(bytes: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn without_non_finite(bytes: &[u8]) -> Cow<'_, [u8]> {
     let mut out: Option<Vec<u8>> = None;
     let mut in_string = false;
     let mut i = 0;

@@ -8,6 +8,7 @@
 
 use super::{CheckpointBackend, PersistenceError};
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The key order of the wire format (Python dataclass order).
@@ -133,17 +134,17 @@ impl MachineSnapshot {
         let value: Value = match serde_json::from_slice(bytes) {
             Ok(v) => v,
             Err(first) => {
-                let text = std::str::from_utf8(bytes)
+                std::str::from_utf8(bytes)
                     .map_err(|e| SnapshotError::Json(format!("not UTF-8: {e}")))?;
-                match without_non_finite(text) {
-                    Some(fixed) => {
+                match super::meta::without_non_finite(bytes) {
+                    Cow::Owned(fixed) => {
                         tracing::warn!(
                             "snapshot holds NaN/Infinity numbers; they are restored as null"
                         );
-                        serde_json::from_str(&fixed)
+                        serde_json::from_slice(&fixed)
                             .map_err(|_| SnapshotError::Json(first.to_string()))?
                     }
-                    None => return Err(SnapshotError::Json(first.to_string())),
+                    Cow::Borrowed(_) => return Err(SnapshotError::Json(first.to_string())),
                 }
             }
         };
@@ -246,50 +247,6 @@ fn optional_value(m: &mut Map<String, Value>, key: &str) -> Option<Value> {
         None | Some(Value::Null) => None,
         Some(v) => Some(v),
     }
-}
-
-/// Replaces bare `NaN`, `Infinity` and `-Infinity` tokens outside strings by `null`; `None` if
-/// there were none.
-fn without_non_finite(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = String::with_capacity(text.len());
-    let (mut i, mut start, mut in_string, mut changed) = (0, 0, false, false);
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_string {
-            match b {
-                b'\\' => i += 2,
-                b'"' => {
-                    in_string = false;
-                    i += 1;
-                }
-                _ => i += 1,
-            }
-            continue;
-        }
-        if b == b'"' {
-            in_string = true;
-            i += 1;
-            continue;
-        }
-        let token = ["-Infinity", "Infinity", "NaN"]
-            .into_iter()
-            .find(|t| bytes[i..].starts_with(t.as_bytes()));
-        if let Some(t) = token {
-            out.push_str(&text[start..i]);
-            out.push_str("null");
-            i += t.len();
-            start = i;
-            changed = true;
-        } else {
-            i += 1;
-        }
-    }
-    if !changed {
-        return None;
-    }
-    out.push_str(&text[start..]);
-    Some(out)
 }
 
 /// The key of a snapshot: `<execution_id>/step_<step, 6 digits>_<event>.json`.

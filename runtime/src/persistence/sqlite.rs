@@ -202,6 +202,13 @@ struct Db {
 }
 
 impl Db {
+    /// The checkpoint and config tables, migrated from older releases.
+    fn open_checkpoints(path: &Path) -> Result<Db, PersistenceError> {
+        let db = Db::open(path, &[SCHEMA])?;
+        migrate(&db.lock()).map_err(|e| db.error("migrating machine_checkpoints", e))?;
+        Ok(db)
+    }
+
     fn open(path: &Path, schema: &[&str]) -> Result<Db, PersistenceError> {
         let path = absolute(path)?;
         if let Some(parent) = path.parent() {
@@ -380,9 +387,9 @@ impl SqliteBackend {
     /// Opens (creating if needed) the database at `path` and its tables, migrating tables made
     /// by older releases. Missing parent directories are created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PersistenceError> {
-        let db = Db::open(path.as_ref(), &[SCHEMA])?;
-        migrate(&db.lock()).map_err(|e| db.error("migrating machine_checkpoints", e))?;
-        Ok(SqliteBackend { db: Arc::new(db) })
+        Ok(SqliteBackend {
+            db: Arc::new(Db::open_checkpoints(path.as_ref())?),
+        })
     }
 
     /// The absolute database path.
@@ -673,9 +680,9 @@ impl SqliteConfigStore {
     /// Opens the database at `path` on a connection of its own. A [`SqliteBackend`] already
     /// has a store on its connection ([`SqliteBackend::sqlite_config_store`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, PersistenceError> {
-        let db = Db::open(path.as_ref(), &[SCHEMA])?;
-        migrate(&db.lock()).map_err(|e| db.error("migrating machine_checkpoints", e))?;
-        Ok(SqliteConfigStore { db: Arc::new(db) })
+        Ok(SqliteConfigStore {
+            db: Arc::new(Db::open_checkpoints(path.as_ref())?),
+        })
     }
 }
 
