@@ -4,7 +4,7 @@
 use crate::agent::AgentSpec;
 use crate::condition::{Condition, Engine, NativeCondition};
 use crate::error::Error;
-use crate::template::Templates;
+use crate::template::{Prepared, Templates};
 use flatmachines_compiler::load::{Input, LoadOptions, LoadedMachine, MachineId, Project};
 use flatmachines_compiler::model::machine::{AgentRef, MachineCall, OnError, State};
 use serde_json::{Map, Value};
@@ -61,8 +61,11 @@ pub(crate) struct StateDef {
     pub execution: ExecutionDef,
     pub tool_loop: bool,
     pub input: Option<Value>,
-    pub output_to_context: Vec<(String, Value)>,
-    pub output: Option<Value>,
+    /// `input`, prepared for rendering at every step.
+    pub input_plan: Option<Prepared>,
+    pub output_to_context: Vec<(String, Prepared)>,
+    /// A final state's non-empty `output` map, prepared.
+    pub output: Option<Prepared>,
     pub transitions: Vec<Transition>,
     pub on_error: Option<OnErrorDef>,
     pub action: Option<String>,
@@ -378,10 +381,11 @@ fn lower_state(
         .map(|entries| {
             entries
                 .iter()
-                .filter_map(|(k, v)| Some((k.key_str()?, v.to_json())))
+                .filter_map(|(k, v)| Some((k.key_str()?, Prepared::value(&v.to_json()))))
                 .collect()
         })
         .unwrap_or_default();
+    let input = s.input.as_ref().map(|n| n.to_json());
     Ok(StateDef {
         name: s.name.value.clone(),
         is_final: s.is_final(),
@@ -391,9 +395,15 @@ fn lower_state(
             .tool_loop
             .as_ref()
             .is_some_and(|t| !matches!(t.value, flatmachines_compiler::yaml::Value::Bool(false))),
-        input: s.input.as_ref().map(|n| n.to_json()),
+        input_plan: input.as_ref().map(Prepared::map),
+        input,
         output_to_context: otc,
-        output: s.output.as_ref().map(|n| n.to_json()),
+        output: s
+            .output
+            .as_ref()
+            .map(|n| n.to_json())
+            .filter(|o| o.as_object().is_some_and(|o| !o.is_empty()))
+            .map(|o| Prepared::map(&o)),
         transitions,
         on_error,
         action: s.action.as_ref().map(|a| a.value.clone()),

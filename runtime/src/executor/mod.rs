@@ -7,7 +7,7 @@ use crate::hooks::MachineHooks;
 use crate::machine::{Machine, MachineDef, OnErrorDef, StateDef};
 use crate::runtime::{RunOptions, Runtime};
 use crate::strategy;
-use crate::template::Vars;
+use crate::template::{Prepared, Vars};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -452,8 +452,8 @@ impl Run<'_> {
                     "tool loops are not supported yet",
                 ));
             }
-            let input = match &state.input {
-                Some(tmpl) => self.render_map(tmpl)?,
+            let input = match &state.input_plan {
+                Some(plan) => self.render_prepared(plan)?,
                 None => Value::Object(Map::new()),
             };
             let executor = self.executor(agent)?;
@@ -470,11 +470,10 @@ impl Run<'_> {
         }
         if state.is_final
             && let Some(spec) = &state.output
-            && spec.as_object().is_some_and(|o| !o.is_empty())
         {
             let out = def
                 .templates
-                .render_map(spec, &Vars::new().with("context", &self.context))
+                .render_prepared(spec, &Vars::new().with("context", &self.context))
                 .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
             return Ok(Some(out));
         }
@@ -493,6 +492,19 @@ impl Run<'_> {
             .map_err(|e| StateFailure::new(e.kind(), e.to_string()))
     }
 
+    /// [`Run::render_map`] of a prepared template.
+    fn render_prepared(&self, plan: &Prepared) -> Result<Value, StateFailure> {
+        self.def
+            .templates
+            .render_prepared(
+                plan,
+                &Vars::new()
+                    .with("context", &self.context)
+                    .with("input", &self.context),
+            )
+            .map_err(|e| StateFailure::new(e.kind(), e.to_string()))
+    }
+
     fn apply_output_to_context(
         &mut self,
         state: &StateDef,
@@ -502,7 +514,7 @@ impl Run<'_> {
             let value = self
                 .def
                 .templates
-                .render_value(
+                .render_prepared(
                     tmpl,
                     &Vars::new()
                         .with("context", &self.context)

@@ -481,6 +481,17 @@ fn int(
     Ok(rv.unwrap_or(default))
 }
 
+/// What `int` gives for a string with the default arguments, when that is an `i64`: the
+/// parsed integer, or the default 0 when the string is not a number. `None` when the engine
+/// must decide (a float string such as `"2.5"`, or an integer beyond `i64`).
+pub(crate) fn int_filter_of_str(s: &str) -> Option<i64> {
+    match parse_py_int(s, 10) {
+        Some(n) => i64::try_from(n).ok(),
+        None if parse_py_float(s).is_some() => None,
+        None => Some(0),
+    }
+}
+
 /// `float(default=0.0)`: Python `float(v)`, else the default; an undefined value raises.
 fn float(value: &Value, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
     let default = match default {

@@ -56,6 +56,7 @@
 
 mod env;
 mod error;
+mod prepared;
 mod pyrepr;
 mod value;
 
@@ -66,6 +67,7 @@ use minijinja::Environment;
 use serde_json::Value as Json;
 
 pub use error::TemplateError;
+pub(crate) use prepared::Prepared;
 pub(crate) use pyrepr::write_str_repr;
 pub use pyrepr::{dumps, py_repr, py_str};
 
@@ -81,7 +83,7 @@ pub struct Templates {
 }
 
 /// How a template uses one variable, so a render copies only what the template can reach.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 enum Use {
     /// The variable's name appears other than as `name.key` (printed, filtered, iterated,
     /// subscripted, assigned…): convert it whole.
@@ -195,9 +197,20 @@ impl Templates {
             let text = text.strip_suffix('\n').unwrap_or(&text);
             return Ok(text.to_owned());
         }
+        self.render_source(template, vars, &|name| usage(template, name))
+    }
+
+    /// Renders `template` (which contains `{`) with the engine; `uses` tells how it uses a
+    /// variable ([`usage`], possibly computed in advance).
+    fn render_source(
+        &self,
+        template: &str,
+        vars: &Vars<'_>,
+        uses: &dyn Fn(&str) -> Option<Use>,
+    ) -> Result<String, TemplateError> {
         let tmpl = env::with_loading(|| self.env.get_template(template))
             .map_err(|e| error::translate(&e, &|_| None))?;
-        let ctx = build_context(template, vars);
+        let ctx = build_context(uses, vars);
         tmpl.render(&ctx).map_err(|e| {
             error::translate(&e, &|expr| {
                 self.env
@@ -275,8 +288,8 @@ fn usage(source: &str, name: &str) -> Option<Use> {
     seen.then_some(Use::Keys(keys))
 }
 
-/// Converts the variables `source` reads into the root map of a render.
-fn build_context(source: &str, vars: &Vars<'_>) -> minijinja::Value {
+/// Converts the variables a template reads (`uses`) into the root map of a render.
+fn build_context(uses: &dyn Fn(&str) -> Option<Use>, vars: &Vars<'_>) -> minijinja::Value {
     // `input` is usually the context itself: convert a shared value once.
     let mut whole: Vec<(*const Json, minijinja::Value)> = Vec::new();
     let mut convert_whole = |json: &Json| {
@@ -290,7 +303,7 @@ fn build_context(source: &str, vars: &Vars<'_>) -> minijinja::Value {
     };
     let mut entries = Vec::with_capacity(vars.len());
     for (name, json) in vars.iter() {
-        let converted = match (usage(source, name), json) {
+        let converted = match (uses(name), json) {
             (None, _) => continue,
             (Some(Use::Keys(keys)), Json::Object(map)) => value::to_partial_value(map, &keys),
             (Some(_), json) => convert_whole(json),
@@ -307,6 +320,16 @@ fn walk<'a>(path: &str, vars: &Vars<'a>) -> Option<&'a Json> {
     let mut cur = vars.get(segments.next()?)?;
     for segment in segments {
         cur = cur.as_object()?.get(segment)?;
+    }
+    Some(cur)
+}
+
+/// [`walk`] over a path already split into segments.
+fn walk_segments<'a>(segments: &[Box<str>], vars: &Vars<'a>) -> Option<&'a Json> {
+    let (first, rest) = segments.split_first()?;
+    let mut cur = vars.get(first)?;
+    for segment in rest {
+        cur = cur.as_object()?.get(&**segment)?;
     }
     Some(cur)
 }
