@@ -3,7 +3,8 @@
 //! setting. Per-step time is the run's time divided by N + 2 (criterion's throughput line).
 //!
 //! - `loop_persistence_disabled`: `enabled: false` (no snapshot at all here);
-//! - `loop_memory`: three snapshots per step into the in-memory backend;
+//! - `loop_memory`: three snapshots per step into the in-memory backend, loaded from YAML and
+//!   compiled into the bench;
 //! - `loop_local`: the same into files under `./.checkpoints`, with a file lock;
 //! - `loop_sqlite`: the same into `./bench-loop.sqlite`, with a lease lock.
 //!
@@ -19,9 +20,14 @@ use std::time::{Duration, Instant};
 
 const STEPS: u64 = 10_000;
 
+// `loop_memory` compiled into the bench as well (conditions compiled to Rust, files embedded).
+flatmachines::include_machine!("machines/loop_memory.yml");
+
 fn bench_machine(c: &mut Criterion, name: &str) {
     let path = format!("{}/benches/machines/{name}.yml", env!("CARGO_MANIFEST_DIR"));
     let machine = Machine::from_file(&path).expect("benchmark machine checks");
+    let compiled = (name == "loop_memory")
+        .then(|| bench_loop_memory::machine().expect("compiled machine builds"));
     let rt = Runtime::new();
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -34,31 +40,38 @@ fn bench_machine(c: &mut Criterion, name: &str) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(STEPS + 2));
-    group.bench_function("10000_steps", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = tempfile::tempdir().unwrap();
-                std::env::set_current_dir(dir.path()).unwrap();
-                let start = Instant::now();
-                let out = tokio
-                    .block_on(rt.run_with(
-                        &machine,
-                        json!({"steps": STEPS}),
-                        RunOptions {
-                            max_steps: Some(STEPS + 10),
-                            ..RunOptions::default()
-                        },
-                    ))
-                    .unwrap();
-                total += start.elapsed();
-                assert_eq!(out, json!({"n": STEPS.to_string()}));
-                std::env::set_current_dir(&home).unwrap();
-                drop(dir);
-            }
-            total
-        })
-    });
+    let variants = [
+        ("10000_steps", Some(&machine)),
+        ("10000_steps_compiled", compiled.as_ref()),
+    ];
+    for (label, machine) in variants {
+        let Some(machine) = machine else { continue };
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let dir = tempfile::tempdir().unwrap();
+                    std::env::set_current_dir(dir.path()).unwrap();
+                    let start = Instant::now();
+                    let out = tokio
+                        .block_on(rt.run_with(
+                            machine,
+                            json!({"steps": STEPS}),
+                            RunOptions {
+                                max_steps: Some(STEPS + 10),
+                                ..RunOptions::default()
+                            },
+                        ))
+                        .unwrap();
+                    total += start.elapsed();
+                    assert_eq!(out, json!({"n": STEPS.to_string()}));
+                    std::env::set_current_dir(&home).unwrap();
+                    drop(dir);
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 

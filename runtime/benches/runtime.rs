@@ -2,7 +2,10 @@
 //! - `loop_no_checkpoints`: the benchmark machine of `shared/bench` (a copy is in
 //!   `benches/machines`), 10,000 `tick` steps through the `echo` adapter; per-step time is the
 //!   total divided by N + 2;
-//! - one template render and one condition evaluation;
+//! - one template render (`template_render`: through the engine, as `Templates::render_value`
+//!   does; `template_render_prepared`: the same template prepared, as the executor renders it;
+//!   `template_render_text`: a prepared template the engine must render) and one condition
+//!   evaluation;
 //! - `condition/*`: four conditions of growing size, each compiled to Rust by the macro and
 //!   interpreted.
 
@@ -80,6 +83,24 @@ fn render_and_evaluate(c: &mut Criterion) {
     let template = json!("{{ context.n | int + 1 }}");
     c.bench_function("template_render", |b| {
         b.iter(|| templates.render_value(black_box(&template), &vars).unwrap())
+    });
+    // What the executor renders: the same template prepared when the machine is loaded.
+    let prepared = flatmachines::template::Prepared::value(&template);
+    c.bench_function("template_render_prepared", |b| {
+        b.iter(|| {
+            templates
+                .render_prepared(black_box(&prepared), &vars)
+                .unwrap()
+        })
+    });
+    let prose = json!("Write about {{ context.product }} at step {{ context.machine.step }}.");
+    let prose_prepared = flatmachines::template::Prepared::value(&prose);
+    c.bench_function("template_render_text", |b| {
+        b.iter(|| {
+            templates
+                .render_prepared(black_box(&prose_prepared), &vars)
+                .unwrap()
+        })
     });
     let bare = json!("context.product");
     c.bench_function("bare_path_render", |b| {

@@ -67,7 +67,7 @@ use minijinja::Environment;
 use serde_json::Value as Json;
 
 pub use error::TemplateError;
-pub(crate) use prepared::Prepared;
+pub use prepared::Prepared;
 pub(crate) use pyrepr::write_str_repr;
 pub use pyrepr::{dumps, py_repr, py_str};
 

@@ -16,9 +16,29 @@ use super::env::{int_filter_of_str, is_py_space};
 use super::{TemplateError, Templates, Use, Vars, is_template, usage, walk_segments};
 use serde_json::Value as Json;
 
-/// A template value (A.1) or mapping (A.2) ready to render many times.
+/// A template value (A.1) or mapping (A.2) prepared once to be rendered many times with
+/// [`Templates::render_prepared`], which gives exactly what [`Templates::render_value`] (for
+/// [`Prepared::value`]) or [`Templates::render_map`] (for [`Prepared::map`]) give on the same
+/// variables, without classifying or scanning the text again.
+///
+/// ```
+/// use flatmachines::template::{Prepared, Templates, Vars};
+/// use serde_json::json;
+///
+/// let templates = Templates::new();
+/// let input = Prepared::map(&json!({"n": "{{ context.n | int + 1 }}", "who": "context.name"}));
+/// let context = json!({"n": "41", "name": "Ada"});
+/// let vars = Vars::new().with("context", &context);
+/// assert_eq!(
+///     templates.render_prepared(&input, &vars).unwrap(),
+///     json!({"n": "42", "who": "Ada"})
+/// );
+/// ```
 #[derive(Debug)]
-pub(crate) enum Prepared {
+pub struct Prepared(Kind);
+
+#[derive(Debug)]
+enum Kind {
     /// Rendering returns a copy: not a string, or a string that is neither a path nor Jinja.
     Literal(Json),
     /// A bare path (A.3), split into segments.
@@ -50,32 +70,31 @@ struct FastExpr {
 }
 
 impl Prepared {
-    /// Prepares a template value for [`Templates::render_prepared`], with the rules of
-    /// [`Templates::render_value`]. A Jinja syntax error is reported by the render, as without
-    /// preparing (it is a state failure that `on_error` may handle).
-    pub(crate) fn value(v: &Json) -> Prepared {
+    /// Prepares a template value with the rules of [`Templates::render_value`]. A Jinja syntax
+    /// error is reported when rendering, as without preparing (in a machine it is a state
+    /// failure that `on_error` may handle); [`Templates::compile`] reports it at once.
+    pub fn value(v: &Json) -> Prepared {
         let Json::String(s) = v else {
-            return Prepared::Literal(v.clone());
+            return Prepared(Kind::Literal(v.clone()));
         };
         if !is_template(s) {
             let trimmed = s.trim_matches(is_py_space);
             return match flatmachines_compiler::check::is_bare_path(trimmed) {
-                Some(path) => Prepared::Path(split(path)),
-                None => Prepared::Literal(v.clone()),
+                Some(path) => Prepared(Kind::Path(split(path))),
+                None => Prepared(Kind::Literal(v.clone())),
             };
         }
-        Prepared::Jinja(Box::new(JinjaPlan {
+        Prepared(Kind::Jinja(Box::new(JinjaPlan {
             uses: ["context", "input", "output"].map(|name| (name, usage(s, name))),
             fast: FastExpr::parse(s),
             source: s.as_str().into(),
-        }))
+        })))
     }
 
-    /// Prepares a mapping for [`Templates::render_prepared`], with the rules of
-    /// [`Templates::render_map`].
-    pub(crate) fn map(m: &Json) -> Prepared {
+    /// Prepares a mapping with the rules of [`Templates::render_map`].
+    pub fn map(m: &Json) -> Prepared {
         match m {
-            Json::Object(map) => Prepared::Map(
+            Json::Object(map) => Prepared(Kind::Map(
                 map.iter()
                     .map(|(k, v)| {
                         let p = match v {
@@ -85,16 +104,16 @@ impl Prepared {
                         (k.clone(), p)
                     })
                     .collect(),
-            ),
-            Json::Array(items) => Prepared::List(
+            )),
+            Json::Array(items) => Prepared(Kind::List(
                 items
                     .iter()
                     .map(|item| match item {
                         Json::String(_) => Prepared::value(item),
-                        other => Prepared::Literal(other.clone()),
+                        other => Prepared(Kind::Literal(other.clone())),
                     })
                     .collect(),
-            ),
+            )),
             _ => Prepared::value(m),
         }
     }
@@ -103,17 +122,13 @@ impl Prepared {
 impl Templates {
     /// Renders a prepared value: the same result as the unprepared function it was prepared
     /// for, on the same variables.
-    pub(crate) fn render_prepared(
-        &self,
-        p: &Prepared,
-        vars: &Vars<'_>,
-    ) -> Result<Json, TemplateError> {
-        match p {
-            Prepared::Literal(v) => Ok(v.clone()),
-            Prepared::Path(segments) => {
+    pub fn render_prepared(&self, p: &Prepared, vars: &Vars<'_>) -> Result<Json, TemplateError> {
+        match &p.0 {
+            Kind::Literal(v) => Ok(v.clone()),
+            Kind::Path(segments) => {
                 Ok(walk_segments(segments, vars).cloned().unwrap_or(Json::Null))
             }
-            Prepared::Jinja(plan) => {
+            Kind::Jinja(plan) => {
                 if let Some(text) = plan.fast.as_ref().and_then(|f| f.eval(vars)) {
                     return Ok(Json::String(text));
                 }
@@ -127,14 +142,14 @@ impl Templates {
                 })
                 .map(Json::String)
             }
-            Prepared::Map(entries) => {
+            Kind::Map(entries) => {
                 let mut out = serde_json::Map::with_capacity(entries.len());
                 for (k, v) in entries {
                     out.insert(k.clone(), self.render_prepared(v, vars)?);
                 }
                 Ok(Json::Object(out))
             }
-            Prepared::List(items) => items
+            Kind::List(items) => items
                 .iter()
                 .map(|item| self.render_prepared(item, vars))
                 .collect::<Result<Vec<_>, _>>()
