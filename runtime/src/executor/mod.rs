@@ -9,7 +9,6 @@ use crate::runtime::{RunOptions, Runtime};
 use crate::strategy;
 use crate::template::{Prepared, Vars};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// An error raised inside a state, before `on_error` decides what happens.
@@ -47,7 +46,9 @@ pub(crate) struct Run<'a> {
     pub total_cost: f64,
     /// The outbox of child launches (`parallel-and-launch.md` §6), saved in every checkpoint.
     pub pending_launches: Vec<LaunchIntent>,
-    executors: HashMap<String, Arc<dyn AgentExecutor>>,
+    /// The executors this run has used, by agent name: a machine has a handful of agents, so a
+    /// scan beats hashing the name at every step.
+    executors: Vec<(String, Arc<dyn AgentExecutor>)>,
     /// Checkpoint backend, lock and config store of this run (`persistence.md`).
     pub persist: checkpoint::Persist,
     /// Result backend, invoker and background children of this run.
@@ -120,7 +121,7 @@ pub(crate) async fn run_inherited(
         total_api_calls: 0,
         total_cost: 0.0,
         pending_launches: Vec::new(),
-        executors: HashMap::new(),
+        executors: Vec::new(),
         persist,
         children,
     };
@@ -530,7 +531,7 @@ impl Run<'_> {
     }
 
     fn executor(&mut self, name: &str) -> Result<Arc<dyn AgentExecutor>, StateFailure> {
-        if let Some(e) = self.executors.get(name) {
+        if let Some((_, e)) = self.executors.iter().find(|(n, _)| n == name) {
             return Ok(e.clone());
         }
         let cache_key = (self.rt.id, name.to_string());
@@ -543,7 +544,7 @@ impl Run<'_> {
             .get(&cache_key)
             .cloned();
         if let Some(e) = cached {
-            self.executors.insert(name.to_string(), e.clone());
+            self.executors.push((name.to_string(), e.clone()));
             return Ok(e);
         }
         let spec = self
@@ -565,7 +566,7 @@ impl Run<'_> {
         let executor = adapter
             .create_executor(name, spec, &ctx)
             .map_err(|e| StateFailure::new(e.kind, e.message))?;
-        self.executors.insert(name.to_string(), executor.clone());
+        self.executors.push((name.to_string(), executor.clone()));
         self.def
             .executors
             .0
