@@ -15,7 +15,10 @@
 //! # What a checkpoint costs
 //!
 //! Almost all of it is the commit: SQLite appends every page the transaction changed to the WAL
-//! (two `pwrite` calls per page) and takes and releases its WAL locks (`fcntl`). With the
+//! and takes and releases its WAL locks (`fcntl`). SQLite writes each frame as two `pwrite`
+//! calls; connections here open the database through a VFS shim (`wal_vfs`) that writes a
+//! commit's frames with one call before the commit is published, which halves the kernel time
+//! of a checkpoint and changes nothing on disk. With the
 //! reference's schema a snapshot row changes about five pages (the table leaf, its parent as
 //! leaves fill, the primary-key index, the `(execution_id, created_at DESC)` index, whose new
 //! entries go to the front of the execution's range and so rebalance often, and the
@@ -48,7 +51,7 @@ use super::{
 };
 use async_trait::async_trait;
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -173,7 +176,11 @@ fn connect(path: &Path) -> Result<Connection, PersistenceError> {
         path: path.to_path_buf(),
         message: format!("{what}: {e}"),
     };
-    let conn = Connection::open(path).map_err(|e| fail("opening", e))?;
+    let conn = match wal_vfs::name() {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, OpenFlags::default(), vfs),
+        None => Connection::open(path),
+    }
+    .map_err(|e| fail("opening", e))?;
     // Set first, so the statements below already wait for other writers.
     conn.busy_timeout(Duration::from_millis(10_000))
         .map_err(|e| fail("setting busy_timeout", e))?;
@@ -1170,6 +1177,8 @@ fn is_zombie(pid: libc::pid_t) -> bool {
         })
         .is_some_and(|state| state == 'Z' || state == 'X')
 }
+
+mod wal_vfs;
 
 #[cfg(test)]
 mod tests;

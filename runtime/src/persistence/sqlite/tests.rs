@@ -1051,3 +1051,133 @@ fn owner_identity() {
     assert!(!holder_is_gone(""));
     assert!(!holder_is_gone("a:b:c:d:e"));
 }
+
+/// The WAL shim (`wal_vfs`) writes a commit's frames when the commit frame is complete: after
+/// every save, a connection on the default VFS (another process, the reference) sees it, and a
+/// copy of the files taken at that moment (what a crash of this process would leave) holds it.
+#[tokio::test]
+async fn commits_are_in_the_files_when_saves_return() {
+    assert!(wal_vfs::name().is_some(), "the WAL shim did not register");
+    let (tmp, path) = db();
+    let b = SqliteBackend::open(&path).unwrap();
+    let other = raw(&path);
+    let mut big = vec![b' '; 300 * 1024];
+    big[0] = b'{';
+    *big.last_mut().unwrap() = b'}';
+    for step in 1..=40u32 {
+        let keys = ["state_exit", "state_enter", "execute"]
+            .map(|event| format!("e/step_{step:06}_{event}.json"));
+        // Every tenth batch is larger than the shim's buffer, so it is written in parts.
+        let body = if step % 10 == 0 {
+            big.clone()
+        } else {
+            snapshot("execute", None)
+        };
+        let batch: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &body[..])).collect();
+        b.save_checkpoints("e", &batch).await.unwrap();
+        let latest: String = other
+            .query_row(
+                "SELECT latest_key FROM machine_latest WHERE execution_id = 'e'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(latest, keys[2]);
+        let stored: Vec<u8> = other
+            .query_row(
+                "SELECT snapshot_json FROM machine_checkpoints WHERE checkpoint_key = ?1",
+                [&keys[1]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(stored, body, "step {step}");
+        if step % 13 == 0 {
+            let copy = tmp.path().join(format!("copy{step}"));
+            std::fs::create_dir_all(&copy).unwrap();
+            for suffix in ["", "-wal"] {
+                let name = format!("flatmachines.sqlite{suffix}");
+                std::fs::copy(path.with_file_name(&name), copy.join(&name)).unwrap();
+            }
+            let c = raw(&copy.join("flatmachines.sqlite"));
+            let count: i64 = c
+                .query_row(
+                    "SELECT count(*) FROM machine_checkpoints WHERE execution_id = 'e'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(count, i64::from(step) * 3);
+            let check: String = c
+                .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(check, "ok");
+        }
+    }
+    // Writes from the other connection interleave with ours without harm.
+    other
+        .execute(
+            "UPDATE machine_latest SET updated_at = 'x' WHERE execution_id = 'e'",
+            [],
+        )
+        .unwrap();
+    b.save_checkpoint("e", "e/step_000041_execute.json", b"{}")
+        .await
+        .unwrap();
+    drop(b);
+    let check: String = other
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let latest: String = other
+        .query_row("SELECT latest_key FROM machine_latest", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(latest, "e/step_000041_execute.json");
+}
+
+/// A transaction that spills frames into the WAL and then rolls back must not leave buffered
+/// frames behind: once the write lock is released another connection appends at those offsets,
+/// and writing the stale frames later would destroy its commits.
+#[test]
+fn rolled_back_spilled_frames_never_overwrite_later_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spill.sqlite");
+    let ours = connect(&path).unwrap();
+    ours.execute_batch("CREATE TABLE t (x BLOB); INSERT INTO t VALUES (zeroblob(10));")
+        .unwrap();
+    // A tiny page cache makes a large transaction write frames before its commit.
+    ours.execute_batch("PRAGMA cache_size = 5; BEGIN;").unwrap();
+    for _ in 0..40 {
+        ours.execute("INSERT INTO t VALUES (randomblob(3000))", [])
+            .unwrap();
+    }
+    ours.execute_batch("ROLLBACK").unwrap();
+
+    // Another connection, without the shim, commits in the meantime.
+    let other = Connection::open(&path).unwrap();
+    other.busy_timeout(Duration::from_secs(10)).unwrap();
+    for i in 0..20 {
+        other
+            .execute("INSERT INTO t VALUES (?1)", [format!("other-{i}")])
+            .unwrap();
+    }
+
+    // Our connection reads and writes again, then everything must still be there.
+    let n: i64 = ours
+        .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 21);
+    ours.execute("INSERT INTO t VALUES ('ours')", []).unwrap();
+    drop(ours);
+    drop(other);
+    let check = Connection::open(&path).unwrap();
+    let integrity: String = check
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let n: i64 = check
+        .query_row("SELECT count(*) FROM t WHERE x LIKE 'other-%'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 20, "commits of the other connection survive");
+}
