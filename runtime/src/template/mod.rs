@@ -27,7 +27,10 @@
 //! (A.5).
 //!
 //! Performance: templates are compiled once per [`Templates`] (cached by source text);
-//! bare paths never reach the template engine. minijinja only accepts `'static` values, so
+//! bare paths never reach the template engine. A value rendered again and again (a state's
+//! `input` at every step) is best [`Prepared`] once: its paths are split, its variable usage is
+//! scanned, and the `{{ path }}` / `{{ path | int + 1 }}` shapes are evaluated straight on the
+//! JSON when the outcome is certain (the executor prepares every state this way). minijinja only accepts `'static` values, so
 //! a render copies what the template can read from the borrowed [`Vars`] into template
 //! values: only the variables named in the template text, and when a variable only appears
 //! as `name.key…`, only those top-level keys (`{{ context.topic }}` copies one string however
