@@ -1,4 +1,5 @@
-//! `flatmachines check` as a user runs it: exit codes, text and JSON output.
+//! The `flatmachines` command as a user runs it: `check` (exit codes, text and JSON output)
+//! and `run --timing`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -104,4 +105,41 @@ fn several_files_are_checked_together() {
     assert_eq!(code, 1);
     assert!(stdout.contains("FM0401"), "{stdout}");
     assert!(stderr.contains("checked 2 files"), "{stderr}");
+}
+
+/// `run --timing` prints the run's duration to stderr and leaves stdout to the output.
+#[test]
+fn run_with_timing_reports_the_run_time_on_stderr() {
+    let machine =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/machines/loop_no_checkpoints.yml");
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_flatmachines"))
+        .args([
+            "run",
+            "--timing",
+            "--max-steps",
+            "60",
+            "--input",
+            r#"{"steps": 50}"#,
+        ])
+        .arg("--config")
+        .arg(&machine)
+        .current_dir(dir.path())
+        .output()
+        .expect("run flatmachines");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    let output: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(output, serde_json::json!({"n": "50"}));
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("run took "))
+        .unwrap_or_else(|| panic!("no timing line in {stderr:?}"));
+    let ms: f64 = line
+        .trim_start_matches("run took ")
+        .trim_end_matches(" ms")
+        .parse()
+        .unwrap();
+    assert!(ms > 0.0, "{line}");
 }

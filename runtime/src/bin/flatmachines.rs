@@ -53,6 +53,10 @@ enum Command {
         /// `FLATMACHINES_DB_PATH`, else `flatmachines.sqlite`).
         #[arg(long)]
         db: Option<PathBuf>,
+        /// Print how long the run took to stderr (`run took 41.234 ms`): from after the
+        /// machine is loaded until it returns, as the benchmark rules of `shared/bench` time it.
+        #[arg(long)]
+        timing: bool,
     },
     /// Check machine files and everything they reference; exit 1 on any error.
     Check {
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             parent_id,
             resume_from,
             db,
+            timing,
         } => run(RunArgs {
             config,
             input,
@@ -100,6 +105,7 @@ fn main() -> ExitCode {
             parent_id,
             resume_from,
             db,
+            timing,
         }),
     }
 }
@@ -138,6 +144,7 @@ struct RunArgs {
     parent_id: Option<String>,
     resume_from: Option<String>,
     db: Option<PathBuf>,
+    timing: bool,
 }
 
 /// Loads and checks a machine file; the error is what to print.
@@ -259,9 +266,15 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
         resume_from: args.resume_from,
         ..Default::default()
     };
-    tokio
-        .block_on(rt.run_with(&machine, input, options))
-        .map_err(|e| first_line(&e.to_string()))
+    let started = std::time::Instant::now();
+    let output = tokio.block_on(rt.run_with(&machine, input, options));
+    if args.timing {
+        eprintln!(
+            "run took {:.3} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    output.map_err(|e| first_line(&e.to_string()))
 }
 
 fn check(files: &[PathBuf], format: Format, deny_warnings: bool) -> ExitCode {

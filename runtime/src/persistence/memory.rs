@@ -119,7 +119,8 @@ impl Execution {
 /// two allocations per key makes a save one copy (growth is amortised), and dropping the
 /// execution one free instead of thousands. (Separate blocks would avoid the copies of growth,
 /// but measured slower: many large frees make the allocator return the pages to the kernel,
-/// and the next run faults them in again.)
+/// and the next run faults them in again.) Pages ahead of the write position are faulted in
+/// by a background thread ([`Prefault`]).
 #[derive(Default)]
 struct Entries {
     data: Vec<u8>,
@@ -130,6 +131,9 @@ struct Entries {
     hasher: DefaultHashBuilder,
     /// Bytes of `data` that no slot uses any more (replaced values, removed entries).
     garbage: usize,
+    /// Pages of `data` ahead of the write position being faulted in (see
+    /// [`Entries::reserve`]).
+    prefault: Prefault,
 }
 
 /// Where one entry's bytes are in [`Entries::data`].
@@ -197,6 +201,7 @@ impl Entries {
         let i = self.slots.len();
         vacant.insert((hash, i));
         let start = self.data.len();
+        self.reserve(key.len() + value.len());
         self.data.extend_from_slice(key.as_bytes());
         self.data.extend_from_slice(value);
         self.slots.push(Slot {
@@ -207,6 +212,18 @@ impl Entries {
             room: value.len(),
         });
         i
+    }
+
+    /// Makes room for `additional` more bytes in `data`, and keeps the pages ahead of the
+    /// write position faulted in (see [`Prefault`]).
+    fn reserve(&mut self, additional: usize) {
+        if self.data.capacity() - self.data.len() < additional {
+            // Growing may move or free the buffer: no thread may be working on it then.
+            self.prefault.settle();
+            self.data.reserve(additional);
+            self.prefault.done_to = self.data.len();
+        }
+        self.prefault.ahead_of(&mut self.data);
     }
 
     fn rewrite(&mut self, i: usize, value: &[u8]) {
@@ -220,6 +237,7 @@ impl Entries {
         s.value = self.data.len();
         s.value_len = value.len();
         s.room = value.len();
+        self.reserve(value.len());
         self.data.extend_from_slice(value);
         self.compact_if_sparse();
     }
@@ -242,6 +260,7 @@ impl Entries {
             last
         });
         if self.slots.is_empty() {
+            self.prefault.settle();
             self.data = Vec::new();
             self.garbage = 0;
         } else {
@@ -266,10 +285,95 @@ impl Entries {
             s.value = value;
             s.room = s.value_len;
         }
+        self.prefault.settle();
         self.data = data;
         self.garbage = 0;
     }
 }
+
+impl Drop for Entries {
+    fn drop(&mut self) {
+        self.prefault.settle();
+    }
+}
+
+/// Faults in the pages just ahead of a buffer's write position from a background thread.
+///
+/// A run that keeps every snapshot fills tens of megabytes, and the kernel allocates and zeroes
+/// each 4 KiB page the first time a snapshot lands on it: in a fresh process (the CLI) that was
+/// over a third of a checkpoint's time. Once a buffer is large, a short-lived thread asks the
+/// kernel for the next [`PREFAULT_WINDOW`] bytes of its spare capacity in one call
+/// (`MADV_POPULATE_WRITE`), so the saving task mostly writes into pages that are already there.
+/// The thread only hands addresses to the kernel and never reads or writes the bytes; the
+/// buffer's owner calls [`Prefault::settle`] before anything that may move or free the buffer,
+/// so the range it works on is always part of the live allocation.
+#[derive(Default)]
+struct Prefault {
+    /// The thread in flight, if any.
+    thread: Option<std::thread::JoinHandle<()>>,
+    /// Buffer offset up to which pages have been requested.
+    done_to: usize,
+}
+
+/// Buffers smaller than this fault their pages in as they go.
+const PREFAULT_FROM: usize = 1 << 20;
+/// How far ahead of the write position pages are requested.
+const PREFAULT_WINDOW: usize = 2 << 20;
+
+impl Prefault {
+    /// Waits for the thread in flight, if any.
+    fn settle(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Starts a thread for the next window of `buf` once the writes are within half a window
+    /// of the requested pages and the last thread is done.
+    fn ahead_of(&mut self, buf: &mut Vec<u8>) {
+        if buf.capacity() < PREFAULT_FROM || buf.len() + PREFAULT_WINDOW / 2 < self.done_to {
+            return;
+        }
+        if self.thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        self.settle();
+        let from = self.done_to.max(buf.len());
+        let to = buf.capacity().min(buf.len() + PREFAULT_WINDOW);
+        if to <= from {
+            return;
+        }
+        let base = buf.as_mut_ptr() as usize;
+        self.thread = std::thread::Builder::new()
+            .name("flatmachines-prefault".into())
+            .spawn(move || fault_in(base + from, base + to))
+            .ok();
+        self.done_to = to;
+    }
+}
+
+/// Asks the kernel to back the addresses `start..end` with pages now (`MADV_POPULATE_WRITE`,
+/// Linux 5.14+; older kernels refuse it and pages come on first write as usual).
+#[cfg(target_os = "linux")]
+fn fault_in(start: usize, end: usize) {
+    const PAGE: usize = 4096;
+    let aligned = start.next_multiple_of(PAGE);
+    let end = end / PAGE * PAGE;
+    if end > aligned {
+        // SAFETY: the range lies inside a live allocation (see `Prefault`); populating only
+        // maps pages, zeroed as a first write would find them, and writes no byte.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn fault_in(_start: usize, _end: usize) {}
 
 /// `rest` when `key` is `<execution_id>/<rest>` and `execution_id` has no `/` (so that is
 /// where `key` splits), without searching `key`.
@@ -745,6 +849,48 @@ mod tests {
             b.load("e/latest").await.unwrap().as_deref(),
             Some(&b"e/step_000399_execute.json"[..])
         );
+    }
+
+    /// Megabytes of entries, so pages are faulted in ahead by background threads while the
+    /// buffer grows, is compacted and is emptied: every value must come back intact.
+    #[test]
+    fn values_survive_growth_compaction_and_clearing_with_prefaulting() {
+        let mut e = Entries::default();
+        let value = |k: usize, round: usize| {
+            vec![(k * 7 + round) as u8; 500 + (k * 131 + round * 17) % 4000]
+        };
+        let mut expected = std::collections::BTreeMap::new();
+        for round in 0..4 {
+            for k in 0..3000 {
+                let key = format!("e/step_{k:06}.json");
+                let v = value(k, round);
+                e.put(&key, &v);
+                expected.insert(key, v);
+            }
+            assert!(e.data.capacity() >= PREFAULT_FROM);
+            assert!(
+                e.prefault.done_to > e.data.len() / 2,
+                "pages were requested ahead"
+            );
+            for k in (round..3000).step_by(2) {
+                let key = format!("e/step_{k:06}.json");
+                if let Some(i) = e.find(&key) {
+                    e.remove(i);
+                }
+                expected.remove(&key);
+            }
+        }
+        for (key, v) in &expected {
+            let i = e.find(key).unwrap_or_else(|| panic!("{key} is missing"));
+            assert_eq!(e.value(i), &v[..], "{key}");
+        }
+        while let Some(key) = expected.keys().next().cloned() {
+            let i = e.find(&key).unwrap();
+            e.remove(i);
+            expected.remove(&key);
+        }
+        assert!(e.is_empty());
+        assert_eq!(e.data.capacity(), 0);
     }
 
     #[tokio::test]
