@@ -9,6 +9,8 @@ pub mod snapshot;
 pub use snapshot::{MachineSnapshot, SnapshotError};
 
 mod config_store;
+#[cfg(test)]
+mod contract_tests;
 pub mod local;
 pub mod memory;
 mod meta;

@@ -1,19 +1,6 @@
 use super::*;
-use serde_json::json;
 
-fn filter(event: Option<&str>, channel: Option<&str>) -> ListFilter {
-    ListFilter {
-        event: event.map(str::to_string),
-        waiting_channel: channel.map(str::to_string),
-    }
-}
-
-fn snapshot(event: &str, channel: Option<&str>) -> Vec<u8> {
-    json!({"execution_id": "x", "machine_name": "m", "current_state": "s",
-           "event": event, "waiting_channel": channel})
-    .to_string()
-    .into_bytes()
-}
+use crate::persistence::contract_tests::{self, filter, snapshot};
 
 fn db() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
@@ -481,51 +468,7 @@ async fn wal_checkpoints_run_in_the_background() {
 async fn list_filters_use_the_latest_snapshot() {
     let (_tmp, path) = db();
     let b = SqliteBackend::open(&path).unwrap();
-    for (id, event, channel) in [
-        ("c", "waiting", Some("ch/1")),
-        ("a", "waiting", Some("ch/2")),
-        ("b", "machine_end", None),
-    ] {
-        let key = format!("{id}/step_000001_{event}.json");
-        b.save_checkpoint(id, &key, &snapshot(event, channel))
-            .await
-            .unwrap();
-    }
-    b.save_checkpoint(
-        "d",
-        "d/step_000001_waiting.json",
-        &snapshot("waiting", Some("ch/1")),
-    )
-    .await
-    .unwrap();
-    b.save_checkpoint(
-        "d",
-        "d/step_000002_state_enter.json",
-        &snapshot("state_enter", None),
-    )
-    .await
-    .unwrap();
-    // Snapshots but no pointer: listed, never matched by a filter.
-    b.save(
-        "e/step_000001_waiting.json",
-        &snapshot("waiting", Some("ch/1")),
-    )
-    .await
-    .unwrap();
-    let ids = |f| {
-        let b = b.clone();
-        async move { b.list_execution_ids(&f).await.unwrap() }
-    };
-    assert_eq!(ids(filter(None, None)).await, ["a", "b", "c", "d", "e"]);
-    assert_eq!(ids(filter(Some("waiting"), None)).await, ["a", "c"]);
-    assert_eq!(ids(filter(None, Some("ch/1"))).await, ["c"]);
-    assert_eq!(ids(filter(Some("waiting"), Some("ch/2"))).await, ["a"]);
-    assert_eq!(ids(filter(Some("state_enter"), None)).await, ["d"]);
-    assert!(
-        ids(filter(Some("machine_end"), Some("ch/1")))
-            .await
-            .is_empty()
-    );
+    contract_tests::list_filters_use_the_latest_snapshot(&b).await;
 }
 
 #[tokio::test]
