@@ -83,6 +83,23 @@ impl AgentExecutor for Priced {
     }
 }
 
+/// Resumes execution `id` of `m` on `rt` (the input is not needed).
+async fn resume(
+    rt: &Runtime,
+    m: &Machine,
+    id: impl Into<String>,
+) -> Result<Value, flatmachines::Error> {
+    rt.run_with(
+        m,
+        Value::Null,
+        RunOptions {
+            resume_from: Some(id.into()),
+            ..RunOptions::default()
+        },
+    )
+    .await
+}
+
 fn runtime_with(backend: &MemoryBackend, priced: Priced) -> Runtime {
     Runtime::builder()
         .adapter(priced)
@@ -246,17 +263,7 @@ async fn a_reference_crash_resumes_here_like_in_the_reference() {
     let backend = MemoryBackend::new();
     load_dir(&backend, id, &dir.join("at_crash")).await;
     let rt = runtime_with(&backend, Priced::default());
-    let out = rt
-        .run_with(
-            &machine_file("review.yml"),
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(out, run["resumed_output"]);
     // Every snapshot written after the resume is the one the reference wrote.
     let ours = stored(&backend, id, &candidate_names(12)).await;
@@ -272,17 +279,7 @@ async fn resuming_a_finished_reference_run_returns_its_output() {
     load_dir(&backend, id, &dir.join("snapshots")).await;
     let priced = Priced::default();
     let rt = runtime_with(&backend, priced.clone());
-    let out = rt
-        .run_with(
-            &machine_file("review.yml"),
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(out, run["output"]);
     assert_eq!(priced.calls.load(Ordering::SeqCst), 0, "nothing ran");
 }
@@ -536,17 +533,7 @@ async fn machine_start_records_the_real_initial_state_and_resumes_into_it() {
         let rt = Runtime::builder()
             .checkpoint_backend(Arc::new(b.clone()))
             .build();
-        let out = rt
-            .run_with(
-                &m,
-                Value::Null,
-                RunOptions {
-                    resume_from: Some("e".into()),
-                    ..RunOptions::default()
-                },
-            )
-            .await
-            .unwrap();
+        let out = resume(&rt, &m, "e").await.unwrap();
         assert_eq!(out, json!({"n": "1"}), "resumed from `{stored_state}`");
     }
 }
@@ -936,15 +923,7 @@ async fn a_reference_local_crash_resumes_here() {
         .adapter(Priced::default())
         .checkpoint_backend(backend.clone())
         .build();
-    let out = rt
-        .run_with(
-            &machine_file("review_local.yml"),
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
+    let out = resume(&rt, &machine_file("review_local.yml"), id)
         .await
         .unwrap();
     assert_eq!(out, run["resumed_output"]);
@@ -1029,17 +1008,7 @@ async fn a_reference_sqlite_crash_resumes_here_from_its_config_store() {
         .checkpoint_backend(Arc::new(backend.clone()))
         .lock(Arc::new(SqliteLeaseLock::open(&db).unwrap()))
         .build();
-    let out = rt
-        .run_with(
-            &m,
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let out = resume(&rt, &m, id).await.unwrap();
     assert_eq!(out, run["resumed_output"]);
     let end = load_latest(&backend, id).await.unwrap().unwrap();
     assert_eq!(end.snapshot.event.as_deref(), Some("machine_end"));
@@ -1092,17 +1061,7 @@ async fn the_yaml_sqlite_backend_uses_db_path_and_stores_configs() {
             .is_some()
     );
     // Resuming the finished run from the database returns its output without running.
-    let again = rt
-        .run_with(
-            &m,
-            Value::Null,
-            RunOptions {
-                resume_from: Some("s1".into()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let again = resume(&rt, &m, "s1").await.unwrap();
     assert_eq!(again, json!({"n": "1"}));
 }
 
