@@ -32,43 +32,32 @@ fn loop_machine(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let run = || async {
-        let out = rt
-            .run_with(
-                &machine,
-                json!({"steps": STEPS}),
-                RunOptions {
-                    max_steps: Some(STEPS + 10),
-                    ..RunOptions::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(out, json!({"n": STEPS.to_string()}));
-        out
+    let run = |m: &Machine| {
+        let m = m.clone();
+        let rt = &rt;
+        async move {
+            let out = rt
+                .run_with(
+                    &m,
+                    json!({"steps": STEPS}),
+                    RunOptions {
+                        max_steps: Some(STEPS + 10),
+                        ..RunOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(out, json!({"n": STEPS.to_string()}));
+            out
+        }
     };
     let compiled = bench_loop_no_checkpoints::machine().expect("compiled machine builds");
-    let run_compiled = || async {
-        let out = rt
-            .run_with(
-                &compiled,
-                json!({"steps": STEPS}),
-                RunOptions {
-                    max_steps: Some(STEPS + 10),
-                    ..RunOptions::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(out, json!({"n": STEPS.to_string()}));
-        out
-    };
     let mut group = c.benchmark_group("loop_no_checkpoints");
     group.sample_size(10);
     group.throughput(Throughput::Elements(STEPS + 2));
-    group.bench_function("10000_steps", |b| b.to_async(&tokio).iter(run));
+    group.bench_function("10000_steps", |b| b.to_async(&tokio).iter(|| run(&machine)));
     group.bench_function("10000_steps_compiled", |b| {
-        b.to_async(&tokio).iter(run_compiled)
+        b.to_async(&tokio).iter(|| run(&compiled))
     });
     group.finish();
 }

@@ -720,17 +720,8 @@ async fn a_memory_machine_resumes_within_the_process() {
     let id = "in-process";
     crashed_run(&backend, id, None).await;
     let priced = Priced::default();
-    let out = runtime_with(&backend, priced.clone())
-        .run_with(
-            &machine_file("review.yml"),
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+    let rt = runtime_with(&backend, priced.clone());
+    let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(
         out,
         read_json(&fixtures().join("reference/memory/run.json"))["output"]
@@ -741,17 +732,8 @@ async fn a_memory_machine_resumes_within_the_process() {
         "rounds 1 and 2 ran again"
     );
     // Without a runtime backend every run has its own memory: nothing to resume.
-    let err = Runtime::builder()
-        .adapter(Priced::default())
-        .build()
-        .run_with(
-            &machine_file("review.yml"),
-            Value::Null,
-            RunOptions {
-                resume_from: Some(id.into()),
-                ..RunOptions::default()
-            },
-        )
+    let fresh = Runtime::builder().adapter(Priced::default()).build();
+    let err = resume(&fresh, &machine_file("review.yml"), id)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");

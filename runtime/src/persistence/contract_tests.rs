@@ -79,3 +79,27 @@ pub(crate) async fn list_filters_use_the_latest_snapshot(b: &dyn CheckpointBacke
             .is_empty()
     );
 }
+
+/// Keys that could leave the store (empty, `..`, absolute) are refused by every operation,
+/// naming the key, before anything is written.
+pub(crate) async fn invalid_keys_are_refused(b: &dyn CheckpointBackend) {
+    use super::PersistenceError::InvalidKey;
+    for key in ["", "../x", "/etc/passwd", "/abs", "a/../b", "a/../../x"] {
+        assert!(
+            matches!(b.save(key, b"{}").await, Err(InvalidKey(k)) if k == key),
+            "save {key:?}"
+        );
+        assert!(
+            matches!(b.load(key).await, Err(InvalidKey(_))),
+            "load {key:?}"
+        );
+        assert!(
+            matches!(b.delete(key).await, Err(InvalidKey(_))),
+            "delete {key:?}"
+        );
+    }
+    assert!(b.delete_execution("..").await.is_err());
+    assert!(b.save_checkpoint("..", "ok/k.json", b"{}").await.is_err());
+    assert!(b.save_checkpoint("e", "../x.json", b"{}").await.is_err());
+    assert!(b.save_checkpoints("e", &[("../x", b"{}")]).await.is_err());
+}

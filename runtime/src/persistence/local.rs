@@ -915,22 +915,7 @@ mod tests {
     #[tokio::test]
     async fn invalid_keys_are_refused() {
         let (tmp, b) = backend();
-        for key in ["", "../x", "/etc/passwd", "a/../../x"] {
-            assert!(matches!(
-                b.save(key, b"x").await,
-                Err(PersistenceError::InvalidKey(_))
-            ));
-            assert!(matches!(
-                b.load(key).await,
-                Err(PersistenceError::InvalidKey(_))
-            ));
-            assert!(matches!(
-                b.delete(key).await,
-                Err(PersistenceError::InvalidKey(_))
-            ));
-        }
-        assert!(b.delete_execution("..").await.is_err());
-        assert!(b.save_checkpoint("..", "ok/k.json", b"{}").await.is_err());
+        contract_tests::invalid_keys_are_refused(&b).await;
         assert!(!tmp.path().join("x").exists() && !tmp.path().join("a/x").exists());
     }
 

@@ -914,17 +914,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_keys_are_refused() {
-        let b = MemoryBackend::new();
-        for key in ["", "../x", "/abs", "a/../b"] {
-            assert!(matches!(
-                b.save(key, b"x").await,
-                Err(PersistenceError::InvalidKey(k)) if k == key
-            ));
-            assert!(b.load(key).await.is_err());
-            assert!(b.delete(key).await.is_err());
-        }
-        assert!(b.save_checkpoint("..", "../x.json", b"{}").await.is_err());
-        assert!(b.delete_execution("..").await.is_err());
+        contract_tests::invalid_keys_are_refused(&MemoryBackend::new()).await;
     }
 
     #[tokio::test]
