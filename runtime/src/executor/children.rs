@@ -397,14 +397,7 @@ impl Run<'_> {
     ) -> Result<Value, StateFailure> {
         let def = self.def;
         let templates = &def.templates;
-        let rendered = templates
-            .render_value(
-                items,
-                &Vars::new()
-                    .with("context", &self.context)
-                    .with("input", &self.context),
-            )
-            .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
+        let rendered = templates.render_value(items, &self.state_vars())?;
         let is_template = items
             .as_str()
             .is_some_and(|s| s.contains("{{") || s.contains("{%"));
@@ -448,18 +441,12 @@ impl Run<'_> {
                 .with(item_name, item)
                 .with("context", &empty)
                 .with("input", &empty);
-            let input = templates
-                .render_map(input_template, &vars)
-                .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
+            let input = templates.render_map(input_template, &vars)?;
             let job = (machine.clone(), input);
             match key {
                 None => jobs.push(job),
                 Some(k) => {
-                    let k = key_text(
-                        templates
-                            .render_value(k, &vars)
-                            .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?,
-                    )?;
+                    let k = key_text(templates.render_value(k, &vars)?)?;
                     match position.get(&k) {
                         Some(&i) => jobs[i] = job,
                         None => {

@@ -27,6 +27,13 @@ impl StateFailure {
     }
 }
 
+/// A template that fails to render fails the state with the template's exception class.
+impl From<crate::template::TemplateError> for StateFailure {
+    fn from(e: crate::template::TemplateError) -> Self {
+        StateFailure::new(e.kind(), e.to_string())
+    }
+}
+
 pub(crate) mod checkpoint;
 mod children;
 
@@ -474,36 +481,29 @@ impl Run<'_> {
         {
             let out = def
                 .templates
-                .render_prepared(spec, &Vars::new().with("context", &self.context))
-                .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
+                .render_prepared(spec, &Vars::new().with("context", &self.context))?;
             return Ok(Some(out));
         }
         Ok(output)
     }
 
+    /// The variables of a state's `input`: the context, also as `input`.
+    pub(super) fn state_vars(&self) -> Vars<'_> {
+        Vars::new()
+            .with("context", &self.context)
+            .with("input", &self.context)
+    }
+
     fn render_map(&self, tmpl: &Value) -> Result<Value, StateFailure> {
-        self.def
-            .templates
-            .render_map(
-                tmpl,
-                &Vars::new()
-                    .with("context", &self.context)
-                    .with("input", &self.context),
-            )
-            .map_err(|e| StateFailure::new(e.kind(), e.to_string()))
+        Ok(self.def.templates.render_map(tmpl, &self.state_vars())?)
     }
 
     /// [`Run::render_map`] of a prepared template.
     fn render_prepared(&self, plan: &Prepared) -> Result<Value, StateFailure> {
-        self.def
+        Ok(self
+            .def
             .templates
-            .render_prepared(
-                plan,
-                &Vars::new()
-                    .with("context", &self.context)
-                    .with("input", &self.context),
-            )
-            .map_err(|e| StateFailure::new(e.kind(), e.to_string()))
+            .render_prepared(plan, &self.state_vars())?)
     }
 
     fn apply_output_to_context(
@@ -512,17 +512,13 @@ impl Run<'_> {
         output: &Value,
     ) -> Result<(), StateFailure> {
         for (key, tmpl) in &state.output_to_context {
-            let value = self
-                .def
-                .templates
-                .render_prepared(
-                    tmpl,
-                    &Vars::new()
-                        .with("context", &self.context)
-                        .with("output", output)
-                        .with("input", &self.context),
-                )
-                .map_err(|e| StateFailure::new(e.kind(), e.to_string()))?;
+            let value = self.def.templates.render_prepared(
+                tmpl,
+                &Vars::new()
+                    .with("context", &self.context)
+                    .with("output", output)
+                    .with("input", &self.context),
+            )?;
             if let Some(ctx) = self.context.as_object_mut() {
                 set_field(ctx, key, value);
             }
