@@ -7,8 +7,8 @@ use flatmachines::agent::{
 use flatmachines::async_trait;
 use flatmachines::persistence::snapshot::{latest_key, snapshot_key};
 use flatmachines::persistence::{
-    CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, MachineSnapshot, MemoryBackend,
-    MemoryConfigStore, PersistenceError, config_hash,
+    BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, MachineSnapshot,
+    MemoryBackend, MemoryConfigStore, PersistenceError, config_hash,
 };
 use flatmachines::{Error, Machine, RunOptions, Runtime};
 use serde_json::{Value, json};
@@ -1119,10 +1119,14 @@ impl CheckpointBackend for RecordingBackend {
     async fn save_checkpoints(
         &self,
         id: &str,
-        batch: &[(&str, &[u8])],
+        batch: &[BatchEntry<'_>],
     ) -> Result<(), PersistenceError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        (self.saved.lock().unwrap()).extend(batch.iter().map(|(k, s)| (k.to_string(), s.to_vec())));
+        (self.saved.lock().unwrap()).extend(
+            batch
+                .iter()
+                .map(|e| (e.key.to_string(), e.snapshot.to_vec())),
+        );
         self.inner.save_checkpoints(id, batch).await
     }
 }

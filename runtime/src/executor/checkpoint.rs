@@ -10,7 +10,8 @@ pub(crate) use crate::persistence::snapshot::load_latest;
 use crate::persistence::snapshot::{Latest, SnapshotView, write_snapshot_key, write_utc_now};
 use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
 use crate::persistence::{
-    CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock, PersistenceError,
+    BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock,
+    PersistenceError, SnapshotFields,
 };
 use crate::runtime::Runtime;
 use flatmachines_compiler::load::{LoadedMachine, Project};
@@ -265,10 +266,19 @@ pub(crate) struct Persist {
     /// allocations) and where each one's bytes end in `buf`.
     keys: Vec<String>,
     ends: Vec<usize>,
+    /// What each pending snapshot's indexed fields come from, so backends need not parse them.
+    fields: Vec<PendingFields>,
     pending: usize,
     /// The event and step of the last pending snapshot, and the range of `buf` that
     /// [`SnapshotView::write`] reports as varying between snapshots of one step.
     last: Option<(Event, u64, Range<usize>)>,
+}
+
+/// The source of a pending snapshot's [`SnapshotFields`].
+struct PendingFields {
+    event: Event,
+    state: Option<usize>,
+    waiting_channel: Option<String>,
 }
 
 /// Where a resumed run continues.
@@ -356,6 +366,7 @@ impl Persist {
             buf: Vec::new(),
             keys: Vec::new(),
             ends: Vec::new(),
+            fields: Vec::new(),
             pending: 0,
             last: None,
         })
@@ -499,7 +510,7 @@ impl Run<'_> {
                 "copied snapshot suffix"
             );
         }
-        self.push_pending(event, new_varying);
+        self.push_pending(event, state, None, new_varying);
     }
 
     /// Saves the snapshots left pending by [`Run::checkpoint_deferred`], if any: the main loop
@@ -513,37 +524,41 @@ impl Run<'_> {
         let Some(backend) = &persist.backend else {
             return Ok(());
         };
-        let result = if persist.pending == 1 {
-            backend
-                .save_checkpoint(&self.execution_id, &persist.keys[0], &persist.buf)
-                .await
+        let def = self.def;
+        let mut start = 0;
+        let mut entries = persist.keys[..persist.pending]
+            .iter()
+            .zip(&persist.ends)
+            .zip(&persist.fields)
+            .map(|((key, &end), f)| {
+                let snapshot = &persist.buf[start..end];
+                start = end;
+                let fields = SnapshotFields {
+                    machine_name: &def.name,
+                    event: Some(f.event.name()),
+                    current_state: current_state_name(def, f.event, f.state),
+                    waiting_channel: f.waiting_channel.as_deref(),
+                };
+                debug_assert_fields_match(snapshot, &fields);
+                BatchEntry::with_fields(key, snapshot, fields)
+            });
+        // The main loop's batches have at most four snapshots (`state_exit`, `state_enter`,
+        // `execute`, or `state_exit` and `machine_end`): no allocation.
+        let mut inline = [BatchEntry::new("", &[]); 4];
+        let heap: Vec<BatchEntry<'_>>;
+        let batch = if persist.pending <= inline.len() {
+            for (slot, entry) in inline.iter_mut().zip(&mut entries) {
+                *slot = entry;
+            }
+            &inline[..persist.pending]
         } else {
-            let mut start = 0;
-            let mut snapshots = persist.keys[..persist.pending]
-                .iter()
-                .zip(&persist.ends)
-                .map(|(key, &end)| {
-                    let snapshot = &persist.buf[start..end];
-                    start = end;
-                    (key.as_str(), snapshot)
-                });
-            // The main loop's batches have at most four snapshots (`state_exit`,
-            // `state_enter`, `execute`, or `state_exit` and `machine_end`): no allocation.
-            let mut inline: [(&str, &[u8]); 4] = [("", &[]); 4];
-            let heap: Vec<(&str, &[u8])>;
-            let batch = if persist.pending <= inline.len() {
-                for (slot, snapshot) in inline.iter_mut().zip(&mut snapshots) {
-                    *slot = snapshot;
-                }
-                &inline[..persist.pending]
-            } else {
-                heap = snapshots.collect();
-                &heap[..]
-            };
-            backend.save_checkpoints(&self.execution_id, batch).await
+            heap = entries.collect();
+            &heap[..]
         };
+        let result = backend.save_checkpoints(&self.execution_id, batch).await;
         persist.buf.clear();
         persist.ends.clear();
+        persist.fields.clear();
         persist.pending = 0;
         persist.last = None;
         result.map_err(|source| Error::Persistence {
@@ -592,15 +607,27 @@ impl Run<'_> {
             self.persist.config_hash = Some(hash);
         }
         let mut buf = std::mem::take(&mut self.persist.buf);
+        let waiting_channel = extras.waiting_channel;
         let varying = self.write_snapshot(event, state, output, extras, &mut buf);
         self.persist.buf = buf;
-        self.push_pending(event, varying);
+        self.push_pending(event, state, waiting_channel, varying);
         Ok(())
     }
 
     /// Records the snapshot just written at the end of `buf` as pending.
-    fn push_pending(&mut self, event: Event, varying: Range<usize>) {
+    fn push_pending(
+        &mut self,
+        event: Event,
+        state: Option<usize>,
+        waiting_channel: Option<&str>,
+        varying: Range<usize>,
+    ) {
         let persist = &mut self.persist;
+        persist.fields.push(PendingFields {
+            event,
+            state,
+            waiting_channel: waiting_channel.map(str::to_owned),
+        });
         if persist.keys.len() == persist.pending {
             persist.keys.push(String::new());
         }
@@ -626,13 +653,7 @@ impl Run<'_> {
         out: &mut Vec<u8>,
     ) -> Range<usize> {
         let def = self.def;
-        let current_state = match (event, state) {
-            // The reference stores the literal "start" here; the real name resumes correctly.
-            (Event::MachineStart, _) => def.states[def.initial].name.as_str(),
-            (Event::MachineEnd, _) => "end",
-            (_, Some(i)) => def.states[i].name.as_str(),
-            (_, None) => "unknown",
-        };
+        let current_state = current_state_name(def, event, state);
         let pending: Option<Vec<Value>> = if self.pending_launches.is_empty() {
             None
         } else {
@@ -662,6 +683,40 @@ impl Run<'_> {
             config_hash: self.persist.config_hash.as_deref(),
         }
         .write(out)
+    }
+}
+
+/// In debug builds (the test suites), checks that the fields handed to the backend are what
+/// decoding the snapshot gives, as [`SnapshotFields`] requires.
+fn debug_assert_fields_match(snapshot: &[u8], fields: &SnapshotFields<'_>) {
+    if cfg!(debug_assertions) {
+        let parsed = crate::persistence::snapshot_fields_of(snapshot);
+        assert_eq!(
+            parsed.as_ref().map(|m| (
+                m.machine_name.as_deref(),
+                m.event.as_deref(),
+                m.current_state.as_deref(),
+                m.waiting_channel.as_deref()
+            )),
+            Ok((
+                Some(fields.machine_name),
+                fields.event,
+                Some(fields.current_state),
+                fields.waiting_channel
+            )),
+            "snapshot fields"
+        );
+    }
+}
+
+/// The `current_state` of the snapshot for `event` in `state`.
+fn current_state_name(def: &MachineDef, event: Event, state: Option<usize>) -> &str {
+    match (event, state) {
+        // The reference stores the literal "start" here; the real name resumes correctly.
+        (Event::MachineStart, _) => def.states[def.initial].name.as_str(),
+        (Event::MachineEnd, _) => "end",
+        (_, Some(i)) => def.states[i].name.as_str(),
+        (_, None) => "unknown",
     }
 }
 

@@ -1,7 +1,7 @@
 //! What every [`CheckpointBackend`] must do, written once and run against each backend by its
 //! own tests (`local.rs`, `memory.rs`, `sqlite/tests.rs`).
 
-use super::{CheckpointBackend, ListFilter};
+use super::{BatchEntry, CheckpointBackend, ListFilter};
 
 /// A listing filter.
 pub(crate) fn filter(event: Option<&str>, channel: Option<&str>) -> ListFilter {
@@ -101,5 +101,9 @@ pub(crate) async fn invalid_keys_are_refused(b: &dyn CheckpointBackend) {
     assert!(b.delete_execution("..").await.is_err());
     assert!(b.save_checkpoint("..", "ok/k.json", b"{}").await.is_err());
     assert!(b.save_checkpoint("e", "../x.json", b"{}").await.is_err());
-    assert!(b.save_checkpoints("e", &[("../x", b"{}")]).await.is_err());
+    assert!(
+        b.save_checkpoints("e", &[BatchEntry::new("../x", b"{}")])
+            .await
+            .is_err()
+    );
 }

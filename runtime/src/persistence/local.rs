@@ -9,8 +9,8 @@
 
 use super::meta::{self, is_pointer_key};
 use super::{
-    CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, PersistenceError, config_hash,
-    config_store::is_config_hash, validate_key,
+    BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, PersistenceError,
+    config_hash, config_store::is_config_hash, validate_key,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;
@@ -179,17 +179,17 @@ impl CheckpointBackend for LocalFileBackend {
     async fn save_checkpoints(
         &self,
         execution_id: &str,
-        batch: &[(&str, &[u8])],
+        batch: &[BatchEntry<'_>],
     ) -> Result<(), PersistenceError> {
-        let Some(&(last, _)) = batch.last() else {
+        let Some(last) = batch.last() else {
             return Ok(());
         };
         let pointer_path = self.path_of(&format!("{execution_id}/latest"))?;
         let mut files = Vec::with_capacity(batch.len() + 1);
-        for &(key, snapshot) in batch {
-            files.push((self.path_of(key)?, snapshot.to_vec()));
+        for entry in batch {
+            files.push((self.path_of(entry.key)?, entry.snapshot.to_vec()));
         }
-        files.push((pointer_path, last.as_bytes().to_vec()));
+        files.push((pointer_path, last.key.as_bytes().to_vec()));
         blocking(move || write_batch_durably(&files)).await
     }
 }
@@ -674,8 +674,8 @@ mod tests {
         };
         for step in 1..=3 {
             let entries = batch(step);
-            let refs: Vec<(&str, &[u8])> =
-                entries.iter().map(|(k, v)| (k.as_str(), &v[..])).collect();
+            let refs: Vec<BatchEntry<'_>> =
+                entries.iter().map(|(k, v)| BatchEntry::new(k, v)).collect();
             b.save_checkpoints("e", &refs).await.unwrap();
             for (key, bytes) in &entries {
                 assert_eq!(b.load(key).await.unwrap().as_ref(), Some(bytes), "{key}");
@@ -690,9 +690,15 @@ mod tests {
         assert_eq!(files.len(), 3 * 3 + 1, "{files:?}");
         assert!(files.iter().all(|n| !n.starts_with('.')), "{files:?}");
         // Rewriting a key replaces it; an empty batch changes nothing.
-        b.save_checkpoints("e", &[("e/step_000001_execute.json", b"{\"again\": 1}")])
-            .await
-            .unwrap();
+        b.save_checkpoints(
+            "e",
+            &[BatchEntry::new(
+                "e/step_000001_execute.json",
+                b"{\"again\": 1}",
+            )],
+        )
+        .await
+        .unwrap();
         assert_eq!(
             fs::read(dir.join("step_000001_execute.json")).unwrap(),
             b"{\"again\": 1}"
@@ -707,14 +713,17 @@ mod tests {
         let err = b
             .save_checkpoints(
                 "e",
-                &[("e/step_000009_execute.json", b"{}"), ("../x", b"{}")],
+                &[
+                    BatchEntry::new("e/step_000009_execute.json", b"{}"),
+                    BatchEntry::new("../x", b"{}"),
+                ],
             )
             .await
             .unwrap_err();
         assert!(matches!(err, PersistenceError::InvalidKey(_)), "{err}");
         assert_eq!(names(&dir).len(), 10);
         // A new execution's directory is created on the way.
-        b.save_checkpoints("f", &[("f/step_000001_execute.json", b"{}")])
+        b.save_checkpoints("f", &[BatchEntry::new("f/step_000001_execute.json", b"{}")])
             .await
             .unwrap();
         assert_eq!(

@@ -5,8 +5,8 @@
 
 use super::meta;
 use super::{
-    CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, PersistenceError, config_hash,
-    validate_key,
+    BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, PersistenceError,
+    config_hash, validate_key,
 };
 use async_trait::async_trait;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -551,30 +551,30 @@ impl CheckpointBackend for MemoryBackend {
     async fn save_checkpoints(
         &self,
         execution_id: &str,
-        batch: &[(&str, &[u8])],
+        batch: &[BatchEntry<'_>],
     ) -> Result<(), PersistenceError> {
         validate_key(execution_id)?;
-        for (key, _) in batch {
-            validate_key(key)?;
+        for entry in batch {
+            validate_key(entry.key)?;
         }
         let mut store = self.lock();
         // The usual batch: every snapshot in the execution's own entries, found once.
         let own = batch
             .iter()
-            .all(|(key, _)| own_key(execution_id, key).is_some_and(|rest| rest != "latest"));
+            .all(|entry| own_key(execution_id, entry.key).is_some_and(|rest| rest != "latest"));
         if own && !batch.is_empty() {
             let execution = store.executions.entry_ref(execution_id).or_default();
             let mut last = 0;
-            for (key, snapshot) in batch {
+            for entry in batch {
                 last = execution
                     .entries
-                    .put(&key[execution_id.len() + 1..], snapshot);
+                    .put(&entry.key[execution_id.len() + 1..], entry.snapshot);
             }
             execution.latest = Some(Pointer::Entry(last));
             return Ok(());
         }
-        for (key, snapshot) in batch {
-            store.checkpoint(execution_id, key, snapshot);
+        for entry in batch {
+            store.checkpoint(execution_id, entry.key, entry.snapshot);
         }
         Ok(())
     }
@@ -889,16 +889,18 @@ mod tests {
     #[tokio::test]
     async fn a_batch_is_saved_like_one_checkpoint_after_another() {
         let (one, batched) = (MemoryBackend::new(), MemoryBackend::new());
-        let batch: [(&str, &[u8]); 3] = [
-            ("e/step_000001_state_exit.json", b"1"),
-            ("e/step_000002_state_enter.json", b"2"),
-            ("e/step_000002_execute.json", b"3"),
+        let batch = [
+            BatchEntry::new("e/step_000001_state_exit.json", b"1"),
+            BatchEntry::new("e/step_000002_state_enter.json", b"2"),
+            BatchEntry::new("e/step_000002_execute.json", b"3"),
         ];
-        for (key, snapshot) in batch {
-            one.save_checkpoint("e", key, snapshot).await.unwrap();
+        for entry in batch {
+            one.save_checkpoint("e", entry.key, entry.snapshot)
+                .await
+                .unwrap();
         }
         batched.save_checkpoints("e", &batch).await.unwrap();
-        for key in batch.iter().map(|(k, _)| *k).chain(["e/latest"]) {
+        for key in batch.iter().map(|e| e.key).chain(["e/latest"]) {
             assert_eq!(
                 one.load(key).await.unwrap(),
                 batched.load(key).await.unwrap()
@@ -906,7 +908,7 @@ mod tests {
         }
         assert!(
             batched
-                .save_checkpoints("e", &[("../x", b"")])
+                .save_checkpoints("e", &[BatchEntry::new("../x", b"")])
                 .await
                 .is_err()
         );

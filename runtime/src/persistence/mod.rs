@@ -25,6 +25,11 @@ pub use sqlite::{
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// The indexed fields of a snapshot, parsed from its bytes (for checks of [`SnapshotFields`]).
+pub(crate) fn snapshot_fields_of(bytes: &[u8]) -> Result<meta::SnapshotMeta, String> {
+    meta::snapshot_meta(bytes)
+}
+
 /// Why a persistence operation failed. Every variant names what it was working on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,6 +72,53 @@ pub struct ListFilter {
     pub event: Option<String>,
     /// The latest snapshot's `waiting_channel`.
     pub waiting_channel: Option<String>,
+}
+
+/// The snapshot fields that backends index or filter on (SQLite keeps them in columns), as
+/// the code that encoded the snapshot knows them. They must be what decoding the snapshot's
+/// bytes would give; a backend may trust them instead of parsing the JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotFields<'a> {
+    /// `machine_name`.
+    pub machine_name: &'a str,
+    /// `event`.
+    pub event: Option<&'a str>,
+    /// `current_state`.
+    pub current_state: &'a str,
+    /// `waiting_channel`.
+    pub waiting_channel: Option<&'a str>,
+}
+
+/// One snapshot of a batch for [`CheckpointBackend::save_checkpoints`].
+#[derive(Clone, Copy, Debug)]
+pub struct BatchEntry<'a> {
+    /// The snapshot key.
+    pub key: &'a str,
+    /// The encoded snapshot.
+    pub snapshot: &'a [u8],
+    /// The snapshot's indexed fields when the caller knows them (the executor always does);
+    /// with `None`, backends that need them parse `snapshot`.
+    pub fields: Option<SnapshotFields<'a>>,
+}
+
+impl<'a> BatchEntry<'a> {
+    /// An entry whose fields backends read from the bytes.
+    pub fn new(key: &'a str, snapshot: &'a [u8]) -> Self {
+        BatchEntry {
+            key,
+            snapshot,
+            fields: None,
+        }
+    }
+
+    /// An entry with its indexed fields given (see [`SnapshotFields`] for the contract).
+    pub fn with_fields(key: &'a str, snapshot: &'a [u8], fields: SnapshotFields<'a>) -> Self {
+        BatchEntry {
+            key,
+            snapshot,
+            fields: Some(fields),
+        }
+    }
 }
 
 /// Byte storage for snapshots under keys `<execution_id>/step_<NNNNNN>_<event>.json` and the
@@ -113,10 +165,11 @@ pub trait CheckpointBackend: Send + Sync {
     async fn save_checkpoints(
         &self,
         execution_id: &str,
-        batch: &[(&str, &[u8])],
+        batch: &[BatchEntry<'_>],
     ) -> Result<(), PersistenceError> {
-        for (key, snapshot) in batch {
-            self.save_checkpoint(execution_id, key, snapshot).await?;
+        for entry in batch {
+            self.save_checkpoint(execution_id, entry.key, entry.snapshot)
+                .await?;
         }
         Ok(())
     }

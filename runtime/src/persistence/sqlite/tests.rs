@@ -101,7 +101,24 @@ async fn schema_matches_the_reference() {
     let squash = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(
         squash(index_sql(&c, "idx_mc_execution_created")),
-        "CREATE INDEX idx_mc_execution_created ON machine_checkpoints(execution_id, created_at DESC)"
+        // Ascending, unlike the reference's `created_at DESC` (docs/compatibility.md).
+        "CREATE INDEX idx_mc_execution_created ON machine_checkpoints(execution_id, created_at)"
+    );
+    // Newest-first reads, what the reference has the index for, still use it (backwards).
+    let plan: Vec<String> = c
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT checkpoint_key FROM machine_checkpoints
+             WHERE execution_id = 'e' ORDER BY created_at DESC",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("idx_mc_execution_created"))
+            && !plan.iter().any(|p| p.contains("TEMP B-TREE")),
+        "{plan:?}"
     );
     assert_eq!(
         squash(index_sql(&c, "idx_mc_waiting_channel")),
@@ -235,6 +252,13 @@ async fn reads_databases_written_by_the_other_sdks() {
             .await
             .unwrap(),
         ["py"]
+    );
+
+    // The reference's descending index is kept as it is, and keeps serving newest-first reads.
+    assert!(
+        index_sql(&c, "idx_mc_execution_created").contains("created_at DESC"),
+        "{}",
+        index_sql(&c, "idx_mc_execution_created")
     );
 
     // And the other way: the reference's filtered query over rows we wrote.
@@ -390,7 +414,7 @@ async fn save_checkpoints_commits_the_whole_batch_or_nothing() {
         })
     };
     let first = batch(1);
-    let refs: Vec<(&str, &[u8])> = first.iter().map(|(k, s)| (k.as_str(), &s[..])).collect();
+    let refs: Vec<BatchEntry<'_>> = first.iter().map(|(k, s)| BatchEntry::new(k, s)).collect();
     b.save_checkpoints("e", &refs).await.unwrap();
     for (key, bytes) in &first {
         assert_eq!(b.load(key).await.unwrap().as_ref(), Some(bytes));
@@ -416,7 +440,7 @@ async fn save_checkpoints_commits_the_whole_batch_or_nothing() {
         )
         .unwrap();
     let second = batch(2);
-    let refs: Vec<(&str, &[u8])> = second.iter().map(|(k, s)| (k.as_str(), &s[..])).collect();
+    let refs: Vec<BatchEntry<'_>> = second.iter().map(|(k, s)| BatchEntry::new(k, s)).collect();
     let err = b.save_checkpoints("e", &refs).await.unwrap_err();
     assert!(err.to_string().contains("execute refused"), "{err}");
     for (key, _) in &second {
@@ -433,7 +457,74 @@ async fn save_checkpoints_commits_the_whole_batch_or_nothing() {
         Some(&b"e/step_000002_state_enter.json"[..])
     );
     b.save_checkpoints("e", &[]).await.unwrap();
-    assert!(b.save_checkpoints("e", &[("../x", b"{}")]).await.is_err());
+    assert!(
+        b.save_checkpoints("e", &[BatchEntry::new("../x", b"{}")])
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn batch_columns_come_from_the_given_fields_else_from_the_bytes() {
+    let (_tmp, path) = db();
+    let b = SqliteBackend::open(&path).unwrap();
+    let parsed = snapshot("waiting", Some("ch"));
+    // Bytes without the fields show which source each row's columns came from (a real caller
+    // must pass the fields the bytes hold).
+    let fields = SnapshotFields {
+        machine_name: "given",
+        event: Some("execute"),
+        current_state: "s",
+        waiting_channel: None,
+    };
+    b.save_checkpoints(
+        "e",
+        &[
+            BatchEntry::with_fields("e/step_000001_execute.json", b"{}", fields),
+            BatchEntry::new("e/step_000002_waiting.json", &parsed),
+        ],
+    )
+    .await
+    .unwrap();
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = raw(&path)
+        .prepare(
+            "SELECT checkpoint_key, machine_name, event, current_state, waiting_channel
+                 FROM machine_checkpoints ORDER BY checkpoint_key",
+        )
+        .unwrap()
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let some = |s: &str| Some(s.to_string());
+    assert_eq!(
+        rows,
+        [
+            (
+                "e/step_000001_execute.json".to_string(),
+                some("given"),
+                some("execute"),
+                some("s"),
+                None
+            ),
+            (
+                "e/step_000002_waiting.json".to_string(),
+                some("m"),
+                some("waiting"),
+                some("s"),
+                some("ch")
+            ),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -1001,7 +1092,7 @@ async fn commits_are_in_the_files_when_saves_return() {
         } else {
             snapshot("execute", None)
         };
-        let batch: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &body[..])).collect();
+        let batch: Vec<BatchEntry<'_>> = keys.iter().map(|k| BatchEntry::new(k, &body)).collect();
         b.save_checkpoints("e", &batch).await.unwrap();
         let latest: String = other
             .query_row(
