@@ -161,7 +161,9 @@ pub trait CheckpointBackend: Send + Sync {
     /// crash part way leaves a prefix of the batch, the pointer on the last saved snapshot.
     ///
     /// The executor batches only snapshots between which nothing with side effects runs (see
-    /// `Run::checkpoint_with`), so either outcome resumes like separate saves would.
+    /// `Run::checkpoint_with`), so either outcome resumes like separate saves would. It saves
+    /// every snapshot through this method, with its [`SnapshotFields`]: a backend that indexes
+    /// those fields can take them from the entries instead of parsing the bytes.
     async fn save_checkpoints(
         &self,
         execution_id: &str,
