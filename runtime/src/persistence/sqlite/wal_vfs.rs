@@ -233,6 +233,18 @@ macro_rules! forward {
     }};
 }
 
+/// `forward!` after writing the WAL's buffered bytes, for calls that look at the file; a
+/// failed write is that call's error.
+macro_rules! flush_then_forward {
+    ($p:expr, $m:ident, $missing:expr $(, $arg:expr)*) => {{
+        let rc = flush_wal($p);
+        if rc != ffi::SQLITE_OK {
+            return rc;
+        }
+        forward!($p, $m, $missing $(, $arg)*)
+    }};
+}
+
 /// Writes the buffered bytes of WAL file `f`, if any, in pieces of at most [`WRITE_MAX`]
 /// bytes. The buffer is emptied even on failure: the error is reported to SQLite, which then
 /// treats those writes as failed.
@@ -307,13 +319,7 @@ unsafe extern "C" fn x_read(
     off: ffi::sqlite3_int64,
 ) -> c_int {
     // SAFETY: forwarded with SQLite's own arguments.
-    unsafe {
-        let rc = flush_wal(p);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        forward!(p, xRead, ffi::SQLITE_IOERR_READ, buf, amt, off)
-    }
+    unsafe { flush_then_forward!(p, xRead, ffi::SQLITE_IOERR_READ, buf, amt, off) }
 }
 
 unsafe extern "C" fn x_write(
@@ -373,24 +379,12 @@ unsafe extern "C" fn x_write(
 
 unsafe extern "C" fn x_truncate(p: *mut ffi::sqlite3_file, size: ffi::sqlite3_int64) -> c_int {
     // SAFETY: forwarded with SQLite's own arguments.
-    unsafe {
-        let rc = flush_wal(p);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        forward!(p, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size)
-    }
+    unsafe { flush_then_forward!(p, xTruncate, ffi::SQLITE_IOERR_TRUNCATE, size) }
 }
 
 unsafe extern "C" fn x_sync(p: *mut ffi::sqlite3_file, flags: c_int) -> c_int {
     // SAFETY: forwarded with SQLite's own arguments.
-    unsafe {
-        let rc = flush_wal(p);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        forward!(p, xSync, ffi::SQLITE_IOERR_FSYNC, flags)
-    }
+    unsafe { flush_then_forward!(p, xSync, ffi::SQLITE_IOERR_FSYNC, flags) }
 }
 
 unsafe extern "C" fn x_file_size(
@@ -398,13 +392,7 @@ unsafe extern "C" fn x_file_size(
     size: *mut ffi::sqlite3_int64,
 ) -> c_int {
     // SAFETY: forwarded with SQLite's own arguments.
-    unsafe {
-        let rc = flush_wal(p);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        forward!(p, xFileSize, ffi::SQLITE_IOERR_FSTAT, size)
-    }
+    unsafe { flush_then_forward!(p, xFileSize, ffi::SQLITE_IOERR_FSTAT, size) }
 }
 
 unsafe extern "C" fn x_lock(p: *mut ffi::sqlite3_file, level: c_int) -> c_int {
@@ -435,13 +423,7 @@ unsafe extern "C" fn x_file_control(
     arg: *mut c_void,
 ) -> c_int {
     // SAFETY: forwarded with SQLite's own arguments.
-    unsafe {
-        let rc = flush_wal(p);
-        if rc != ffi::SQLITE_OK {
-            return rc;
-        }
-        forward!(p, xFileControl, ffi::SQLITE_NOTFOUND, op, arg)
-    }
+    unsafe { flush_then_forward!(p, xFileControl, ffi::SQLITE_NOTFOUND, op, arg) }
 }
 
 unsafe extern "C" fn x_sector_size(p: *mut ffi::sqlite3_file) -> c_int {
