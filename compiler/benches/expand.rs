@@ -115,6 +115,7 @@ fn expand(path: &Path) -> TokenStream {
     let options = Options {
         source: SourceText::File(path),
         loaded,
+        remap: Vec::new(),
     };
     let module = codegen::generate(&checked.project, &options);
     let errors = checked
@@ -225,6 +226,7 @@ fn bench_expand(c: &mut Criterion) {
         let options = Options {
             source: SourceText::File(abs),
             loaded,
+            remap: Vec::new(),
         };
         let tokens = codegen::generate(&checked.project, &options);
         group.bench_with_input(BenchmarkId::new("load", n), path, |b, path| {

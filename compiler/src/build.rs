@@ -33,6 +33,7 @@ pub struct Builder {
     base_dir: Option<PathBuf>,
     deny_warnings: bool,
     cargo_output: bool,
+    features: crate::check::features::RuntimeFeatures,
 }
 
 /// The machines did not compile.
@@ -62,6 +63,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             cargo_output: true,
+            features: crate::check::features::RuntimeFeatures::ALL,
             ..Builder::default()
         }
     }
@@ -96,6 +98,13 @@ impl Builder {
         self
     }
 
+    /// The features of the `flatmachines` runtime the generated code will link with (default:
+    /// all): a machine that needs one that is off is an error (`FM0601`).
+    pub fn runtime_features(mut self, features: crate::check::features::RuntimeFeatures) -> Self {
+        self.features = features;
+        self
+    }
+
     /// Checks and generates every machine. Returns the files written.
     pub fn compile(self) -> Result<Vec<PathBuf>, Error> {
         let out_dir = match self
@@ -124,7 +133,14 @@ impl Builder {
             let options = LoadOptions {
                 display_base: Some(base.clone()),
             };
-            let (checked, loaded) = codegen::check_recorded(Input::File(&path), &options);
+            let (mut checked, loaded) = codegen::check_recorded(Input::File(&path), &options);
+            checked
+                .diagnostics
+                .extend(crate::check::features::check_features(
+                    &checked.project,
+                    self.features,
+                ));
+            checked.diagnostics.sort();
             let files = checked.project.files_read();
             if self.cargo_output {
                 println!("cargo:rerun-if-changed={}", path.display());
@@ -154,6 +170,7 @@ impl Builder {
                 &Options {
                     source: SourceText::File(abs(&path)),
                     loaded,
+                    remap: Vec::new(),
                 },
             );
             let file = out_dir.join(format!("{}.rs", codegen::module_name(&checked.project)));

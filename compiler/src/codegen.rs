@@ -1,16 +1,17 @@
-//! Rust code for a checked machine: a module named after the machine, holding its `State` enum,
-//! its transition conditions compiled to Rust and the transition function (`conditions`), typed
-//! `Input`/`Output` (`types`), and the files it was compiled from (`embed`).
+//! Rust code for a checked machine: a module named after the machine, holding its lowered
+//! definition as Rust data (`ir_data`), its `State` enum, its transition conditions compiled to
+//! Rust and the transition functions the executor calls (`conditions`), typed `Input`/`Output`
+//! (`types`), and rebuild tracking of the files it was compiled from (`embed`).
 //!
 //! Generated code names the runtime only through `::flatmachines::__private`, so users need no
 //! other dependency and the runtime can change what sits behind those paths.
 
 mod conditions;
 mod embed;
+mod ir_data;
 mod types;
 
 use crate::load::{self, Input, LoadOptions, Project, RealFs, RecordingFs, Transcript};
-use crate::model::machine::MachineData;
 use crate::{Checked, naming};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -37,10 +38,31 @@ pub enum SourceText {
 pub struct Options {
     /// The machine's own YAML.
     pub source: SourceText,
-    /// What the loader read ([`check_recorded`] records it). Every file in it is embedded with
-    /// `include_bytes!`, which also makes editing any of them rebuild the caller. When empty,
-    /// the project's [`files_read`](Project::files_read) are embedded instead.
+    /// What the loader read ([`check_recorded`] records it). Every file in it is named in an
+    /// `include_bytes!`, so that editing any of them rebuilds the caller. When empty, the
+    /// project's [`files_read`](Project::files_read) are tracked instead.
     pub loaded: Transcript,
+    /// Path prefixes rewritten in the generated code, as rustc's `--remap-path-prefix` does:
+    /// `(from, to)` replaces a leading `from` of every path the code names. Tests use it to
+    /// make expansions independent of the checkout's location.
+    pub remap: Vec<(PathBuf, String)>,
+}
+
+impl Options {
+    /// `path` as the generated code names it (after [`Options::remap`]).
+    pub fn display_path(&self, path: &std::path::Path) -> String {
+        for (from, to) in &self.remap {
+            if let Ok(rest) = path.strip_prefix(from) {
+                let rest = rest.to_string_lossy();
+                return if rest.is_empty() {
+                    to.clone()
+                } else {
+                    format!("{}/{rest}", to.trim_end_matches('/'))
+                };
+            }
+        }
+        path.to_string_lossy().into_owned()
+    }
 }
 
 /// Loads and checks a machine like [`check_input`](crate::check_input), recording what is read
@@ -66,53 +88,70 @@ pub fn module_name(project: &Project) -> String {
     )
 }
 
+/// The IR of `project`, with the paths it names remapped as `options` says.
+pub fn lower(project: &Project, options: &Options) -> crate::ir::Bundle {
+    let mut bundle = crate::lower::lower(project);
+    if !options.remap.is_empty() {
+        let remap = |p: &mut crate::ir::Str| {
+            *p = std::borrow::Cow::Owned(options.display_path(std::path::Path::new(&**p)));
+        };
+        for m in bundle.machines.to_mut() {
+            remap(&mut m.dir);
+            if let Some(p) = &mut m.path {
+                remap(p);
+            }
+            for a in m.agents.to_mut() {
+                remap(&mut a.dir);
+            }
+            for c in m.machines.to_mut() {
+                if let Some(p) = &mut c.path {
+                    remap(p);
+                }
+            }
+        }
+    }
+    bundle
+}
+
 /// Generates `pub mod <name> { … }` for the entry machine. Works on a machine with errors too
 /// (the caller adds the errors), so that user code naming the module or its states does not
 /// produce a cascade of secondary errors.
 pub fn generate(project: &Project, options: &Options) -> TokenStream {
     let module = format_ident!("{}", module_name(project));
-    // A file that could not be read or parsed still gets a (stateless) module.
-    let empty = MachineData::default();
-    let data = project.root().map_or(&empty, |m| &m.doc.data);
-    let yaml_name = data
-        .name
-        .as_ref()
-        .map(|n| n.value.clone())
-        .unwrap_or_else(|| "unnamed-machine".to_string());
+    let bundle = lower(project, options);
+    let empty = crate::ir::MachineIr::empty();
+    let root = bundle.root().unwrap_or(&empty);
+    let yaml_name = root.name.to_string();
 
-    let state_names: Vec<&str> = data.states.iter().map(|s| s.name.value.as_str()).collect();
+    let state_names: Vec<&str> = root.states.iter().map(|s| &*s.name).collect();
     let (variants, _) = naming::variant_names(state_names.iter().copied());
     let idents: Vec<_> = variants.iter().map(|v| format_ident!("{}", v)).collect();
-    let initial_index = data
+    let initial_index = root.initial as usize;
+    let docs: Vec<String> = root
         .states
         .iter()
-        .position(|s| s.is_initial())
-        .or_else(|| data.states.iter().position(|s| s.name.value == "start"))
-        .unwrap_or(0);
-    let docs: Vec<String> = data
-        .states
-        .iter()
-        .map(|s| {
-            let kind = match s.ty.as_ref().map(|t| t.value.as_str()) {
-                Some("initial") => " (initial)",
-                Some("final") => " (final)",
+        .enumerate()
+        .map(|(i, s)| {
+            let kind = match (i == initial_index, s.is_final) {
+                (_, true) => " (final)",
+                (true, false) => " (initial)",
                 _ => "",
             };
-            format!(" The state `{}`{kind}.", s.name.value)
+            format!(" The state `{}`{kind}.", s.name)
         })
         .collect();
     let name_lits: Vec<Literal> = state_names.iter().map(|n| Literal::string(n)).collect();
-    let final_idents: Vec<_> = data
+    let final_idents: Vec<_> = root
         .states
         .iter()
         .zip(&idents)
-        .filter(|(s, _)| s.is_final())
+        .filter(|(s, _)| s.is_final)
         .map(|(_, i)| i.clone())
         .collect();
 
     let source = match &options.source {
         SourceText::File(p) => {
-            let lit = Literal::string(&p.to_string_lossy());
+            let lit = Literal::string(&options.display_path(p));
             quote!(include_str!(#lit))
         }
         SourceText::Inline(text) | SourceText::InlineAt { text, .. } => {
@@ -125,59 +164,64 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
         SourceText::InlineAt { dir, .. } => dir.clone(),
         SourceText::Inline(_) => PathBuf::from("."),
     };
-    let dir_lit = Literal::string(&dir.to_string_lossy());
-    let conditions = conditions::Conditions::collect(project);
+    let dir_lit = Literal::string(&options.display_path(&dir));
+    let conditions = conditions::Conditions::collect(&bundle);
     let conditions_mod = conditions.module();
-    let transition_fns = conditions::transition_fns(project, &conditions, &idents);
-    let compiled = embed::compiled_static(project, options);
+    let transitions_mod = conditions::transitions_module(&bundle, &conditions);
+    let typed_fns = conditions::typed_transition_fns(!idents.is_empty());
+    let tracked = embed::tracked_files(project, options);
+    let ir_data = ir_data::bundle(&bundle);
     let typed = types::typed(project, &yaml_name);
     let module_doc = format!(" Generated by flatmachines from the machine `{yaml_name}`.");
     let state_doc = format!(" The states of the machine `{yaml_name}`, in YAML order.");
     let name_lit = Literal::string(&yaml_name);
 
-    let (enum_def, initial, is_final_body, name_body, from_name_body) = if idents.is_empty() {
-        // A machine with no states still gets a usable (empty) module.
-        (
-            quote! {
-                #[doc = #state_doc]
-                #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-                pub enum State {}
-            },
-            quote!(),
-            quote!(match self {}),
-            quote!(match self {}),
-            quote!({
-                let _ = name;
-                ::core::option::Option::None
-            }),
-        )
-    } else {
-        let initial_ident = &idents[initial_index];
-        let is_final_body = if final_idents.is_empty() {
-            quote!(false)
+    let (enum_def, initial, is_final_body, name_body, from_name_body, index_body) =
+        if idents.is_empty() {
+            // A machine with no states still gets a usable (empty) module.
+            (
+                quote! {
+                    #[doc = #state_doc]
+                    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+                    pub enum State {}
+                },
+                quote!(),
+                quote!(match self {}),
+                quote!(match self {}),
+                quote!({
+                    let _ = name;
+                    ::core::option::Option::None
+                }),
+                quote!(match self {}),
+            )
         } else {
-            quote!(matches!(self, #(State::#final_idents)|*))
+            let initial_ident = &idents[initial_index.min(idents.len() - 1)];
+            let is_final_body = if final_idents.is_empty() {
+                quote!(false)
+            } else {
+                quote!(matches!(self, #(State::#final_idents)|*))
+            };
+            (
+                quote! {
+                    #[doc = #state_doc]
+                    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+                    pub enum State {
+                        #(#[doc = #docs] #idents,)*
+                    }
+                },
+                quote! {
+                    /// The state a fresh run starts in.
+                    pub const INITIAL: State = State::#initial_ident;
+                },
+                is_final_body,
+                quote!(match self { #(State::#idents => #name_lits,)* }),
+                quote!(match name {
+                    #(#name_lits => ::core::option::Option::Some(State::#idents),)*
+                    _ => ::core::option::Option::None,
+                }),
+                quote!(self as usize),
+            )
         };
-        (
-            quote! {
-                #[doc = #state_doc]
-                #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-                pub enum State {
-                    #(#[doc = #docs] #idents,)*
-                }
-            },
-            quote! {
-                /// The state a fresh run starts in.
-                pub const INITIAL: State = State::#initial_ident;
-            },
-            is_final_body,
-            quote!(match self { #(State::#idents => #name_lits,)* }),
-            quote!(match name {
-                #(#name_lits => ::core::option::Option::Some(State::#idents),)*
-                _ => ::core::option::Option::None,
-            }),
-        )
-    };
 
     quote! {
         #[doc = #module_doc]
@@ -192,19 +236,32 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
             /// The directory the machine's agent and machine references resolve against.
             pub const DIR: &str = #dir_lit;
 
+            #tracked
+
+            /// The machine and its child machines, lowered at compile time (the IR the
+            /// executor runs), as Rust data.
+            pub static IR: ::flatmachines::__private::ir::Bundle = #ir_data;
+
+            /// What [`machine`] is built from: [`IR`] and the generated transition functions.
+            static COMPILED: ::flatmachines::__private::CompiledMachine =
+                ::flatmachines::__private::CompiledMachine {
+                    bundle: &IR,
+                    next: transitions::ALL,
+                };
+
             /// The machine, ready to run with a [`::flatmachines::Runtime`]. Built on the first
-            /// call from the files embedded at compile time (no file is read), with the
-            /// conditions compiled to Rust; later calls return the same machine.
+            /// call from [`IR`] (no file is read, nothing is parsed or checked), moving between
+            /// states through the generated [`transitions`]; later calls return the same
+            /// machine.
             ///
             /// # Errors
-            /// Only if the embedded files do not load, which the compile-time checks rule out.
+            /// Only for a definition the runtime cannot run, which the compile-time checks rule
+            /// out.
             pub fn machine() -> ::core::result::Result<::flatmachines::Machine, ::flatmachines::Error> {
                 static MACHINE: ::flatmachines::__private::OnceLock<::flatmachines::Machine> =
                     ::flatmachines::__private::OnceLock::new();
                 ::flatmachines::__private::machine(&MACHINE, &COMPILED)
             }
-
-            #compiled
 
             /// Runs the machine from its initial state with `input` and returns its output.
             ///
@@ -236,6 +293,12 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
                 /// Whether the state has `type: final`.
                 pub const fn is_final(self) -> bool {
                     #is_final_body
+                }
+
+                /// The state's position in the YAML (its index in [`State::ALL`] and in the
+                /// IR).
+                pub const fn index(self) -> usize {
+                    #index_body
                 }
 
                 /// The state with YAML name `name`.
@@ -281,11 +344,18 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
                 }
             }
 
-            #transition_fns
+            #typed_fns
+
+            #transitions_mod
 
             #conditions_mod
         }
     }
+}
+
+/// Whether the entry machine (or a child) uses CEL conditions.
+pub fn uses_cel(project: &Project) -> bool {
+    conditions::Conditions::collect(&crate::lower::lower(project)).any_cel()
 }
 
 /// Formats generated tokens as a file with prettyplease.

@@ -159,6 +159,8 @@ codes! {
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.
     IgnoredField = "FM0502", Warning, "a field the 2.6 runtime never reads";
+    /// The machine needs a part of the runtime this build of `flatmachines` leaves out.
+    MissingRuntimeFeature = "FM0601", Error, "the machine needs a runtime feature that is not enabled";
 }
 
 /// A secondary location or remark attached to a diagnostic.

@@ -11,12 +11,17 @@ pub mod check;
 pub mod diag;
 pub mod expr;
 pub mod load;
+pub mod lower;
 pub mod model;
 pub mod naming;
-pub mod pyfmt;
 pub mod source;
 pub mod suggest;
 pub mod yaml;
+
+/// The lowered machine definition, which [`lower`] produces and both back ends read.
+pub use flatmachines_ir as ir;
+/// Python's spelling of scalars (re-exported from `flatmachines-ir`).
+pub use flatmachines_ir::pyfmt;
 
 use diag::{Diagnostics, JsonDiagnostic};
 use load::{Input, LoadOptions, Project};

@@ -3,6 +3,7 @@
 //! `flatmachines` crate, which re-exports both macros.
 
 use flatmachines_compiler::Checked;
+use flatmachines_compiler::check::features::{RuntimeFeatures, check_features};
 use flatmachines_compiler::codegen::{self, Options, SourceText};
 use flatmachines_compiler::load::{Input, LoadOptions};
 use proc_macro::TokenStream;
@@ -42,6 +43,7 @@ pub fn include_machine(input: TokenStream) -> TokenStream {
     let options = Options {
         source: SourceText::File(path),
         loaded,
+        remap: Vec::new(),
     };
     expand(&checked, &options, lit.span())
 }
@@ -113,26 +115,32 @@ pub fn flatmachine(input: TokenStream) -> TokenStream {
     let options = Options {
         source: SourceText::InlineAt { text, dir },
         loaded,
+        remap: Vec::new(),
     };
     expand(&checked, &options, span)
 }
 
+/// The runtime features this macro crate was built with: `flatmachines` forwards its own.
+const FEATURES: RuntimeFeatures = RuntimeFeatures {
+    cel: cfg!(feature = "cel"),
+    sqlite: cfg!(feature = "sqlite"),
+};
+
 fn expand(checked: &Checked, options: &Options, span: Span) -> TokenStream {
     let module = codegen::generate(&checked.project, options);
-    let errors = checked
-        .diagnostics
-        .iter()
-        .filter(|d| d.is_error())
-        .map(|d| {
-            let rendered = d.render(&checked.project.sources);
-            // rustc prints "error: " itself: `error[FM0102]: msg` becomes `[FM0102] msg`.
-            let rest = rendered.strip_prefix("error").unwrap_or(&rendered);
-            let message = match rest.split_once("]: ") {
-                Some((code, tail)) if code.starts_with('[') => format!("{code}] {tail}"),
-                _ => rest.to_string(),
-            };
-            syn::Error::new(span, message.trim_end()).to_compile_error()
-        });
+    let mut diagnostics = checked.diagnostics.clone();
+    diagnostics.extend(check_features(&checked.project, FEATURES));
+    diagnostics.sort();
+    let errors = diagnostics.iter().filter(|d| d.is_error()).map(|d| {
+        let rendered = d.render(&checked.project.sources);
+        // rustc prints "error: " itself: `error[FM0102]: msg` becomes `[FM0102] msg`.
+        let rest = rendered.strip_prefix("error").unwrap_or(&rendered);
+        let message = match rest.split_once("]: ") {
+            Some((code, tail)) if code.starts_with('[') => format!("{code}] {tail}"),
+            _ => rest.to_string(),
+        };
+        syn::Error::new(span, message.trim_end()).to_compile_error()
+    });
     quote!(#(#errors)* #module).into()
 }
 

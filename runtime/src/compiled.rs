@@ -2,114 +2,41 @@
 //! generated module hands the runtime, and the helpers behind its functions
 //! (`docs/generated-code.md`).
 //!
-//! A compiled machine is self-contained: it carries every file the compiler read (through
-//! `include_bytes!`, so editing one rebuilds the crate) and replays the compiler's load from
-//! them in memory, so a binary runs without its YAML files. Its `simple`-engine conditions are
-//! Rust functions, attached while lowering.
+//! A compiled machine carries its lowered definition as Rust data (an [`ir::Bundle`] in a
+//! `static`) and one generated transition function per machine of the bundle: starting it
+//! parses no YAML and runs no check, and the executor moves between states by calling the
+//! generated code.
 
 use crate::condition::{ConditionError, LazyCondition, NativeCondition};
 use crate::error::Error;
 use crate::hooks::MachineHooks;
-use crate::machine::Machine;
+use crate::machine::{Machine, NextFn};
 use crate::runtime::Runtime;
-use flatmachines_compiler::load::{Input, LoadOptions, MachineId, MemoryFs, load_with};
+use flatmachines_ir as ir;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::path::Path;
 use std::sync::OnceLock;
-
-/// Where a compiled machine's own YAML comes from.
-#[derive(Debug)]
-pub enum Entry {
-    /// A file, named as the compiler loaded it; its text is one of [`CompiledMachine::files`].
-    File(&'static str),
-    /// YAML written inside a Rust file (`flatmachine!`).
-    Inline {
-        /// The YAML.
-        text: &'static str,
-        /// The directory its references resolve against.
-        dir: &'static str,
-        /// Line of the YAML's first character in the Rust file.
-        line: u32,
-        /// Column of the YAML's first character in the Rust file.
-        column: u32,
-    },
-}
-
-/// A file the compiler read, embedded in the binary.
-#[derive(Debug)]
-pub struct EmbeddedFile {
-    /// The path the compiler read it from, which is how the loader asks for it again.
-    pub path: &'static str,
-    /// Its bytes.
-    pub bytes: &'static [u8],
-}
 
 /// Everything a generated module's `machine()` builds the [`Machine`] from.
 #[derive(Debug)]
 pub struct CompiledMachine {
-    /// `data.name`, for errors.
-    pub name: &'static str,
-    /// The machine's own YAML.
-    pub entry: Entry,
-    /// Every file the compiler read: the machine (unless inline), agents, child machines and
-    /// profiles.
-    pub files: &'static [EmbeddedFile],
-    /// Paths that canonicalized to another path when compiled (symbolic links), so that the
-    /// replayed load identifies files exactly as the compiler did.
-    pub aliases: &'static [(&'static str, &'static str)],
-    /// The `simple`-engine conditions of every machine in the project, compiled to Rust.
-    pub conditions: &'static [NativeCondition],
+    /// The machine and its children, lowered at compile time.
+    pub bundle: &'static ir::Bundle,
+    /// The generated transition function of each machine of [`CompiledMachine::bundle`], by
+    /// index.
+    pub next: &'static [NextFn],
 }
 
-/// The name an inline machine's text is given in the replayed load; only its directory matters.
-const INLINE_FILE: &str = "inline.yml";
-
 impl CompiledMachine {
-    /// Loads the machine from the embedded files, without touching the file system, and lowers
-    /// it with the compiled conditions. The checks ran when the crate compiled, so only the
-    /// loader's own problems (none, unless the embedded files disagree with the transcript) are
-    /// reported.
+    /// Instantiates the machine from its compiled definition: no file is read, nothing is
+    /// parsed or checked again.
     ///
     /// # Errors
-    /// [`Error::Invalid`] if the embedded files do not load.
+    /// [`Error::Invalid`] only for a definition the compile-time checks did not accept (for
+    /// instance a CEL condition when the runtime was built without `cel`).
     pub fn load(&'static self) -> Result<Machine, Error> {
-        let mut fs = MemoryFs::new();
-        for f in self.files {
-            fs = fs.file(f.path, f.bytes);
-        }
-        for (path, canonical) in self.aliases {
-            fs = fs.alias(*path, *canonical);
-        }
-        let options = LoadOptions::default();
-        let project = match &self.entry {
-            Entry::File(path) => load_with(Input::File(Path::new(path)), &options, &fs),
-            Entry::Inline {
-                text,
-                dir,
-                line,
-                column,
-            } => load_with(
-                Input::Inline {
-                    text: (*text).to_string(),
-                    path: &Path::new(dir).join(INLINE_FILE),
-                    origin: (*line, *column),
-                },
-                &options,
-                &fs,
-            ),
-        };
-        if project.diags.has_errors() {
-            return Err(Error::Invalid {
-                machine: self.name.to_string(),
-                diagnostics: flatmachines_compiler::diag::render_all(
-                    &project.diags,
-                    &project.sources,
-                ),
-            });
-        }
-        Machine::from_project_with(&project, MachineId(0), self.conditions)
+        Machine::from_bundle(self.bundle, Some(self.next))
     }
 }
 
@@ -225,128 +152,132 @@ pub async fn on_transition<H: MachineHooks + ?Sized>(
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::borrow::Cow::Borrowed as B;
 
-    fn always_false(_: &Value) -> Result<bool, ConditionError> {
-        Ok(false)
+    fn state(
+        name: &'static str,
+        is_final: bool,
+        transitions: &'static [ir::Transition],
+    ) -> ir::StateIr {
+        ir::StateIr {
+            name: B(name),
+            is_final,
+            agent: None,
+            execution: ir::Execution::Default,
+            tool_loop: false,
+            input: None,
+            output_to_context: B(&[]),
+            output: None,
+            transitions: B(transitions),
+            on_error: None,
+            action: None,
+            wait_for: None,
+            call: None,
+            mode: ir::Mode::Settled,
+            timeout: None,
+            launch: B(&[]),
+            launch_input: None,
+        }
     }
 
-    static NATIVES: [NativeCondition; 1] =
-        [NativeCondition::new("context.go == 'yes'", always_false)];
+    /// The IR of a machine `start → (other | done)` whose transition text says `done` when
+    /// `context.go == 'yes'`.
+    fn bundle() -> &'static ir::Bundle {
+        static BUNDLE: OnceLock<ir::Bundle> = OnceLock::new();
+        BUNDLE.get_or_init(|| {
+            let mut other = state("other", true, &[]);
+            other.output = Some(ir::Json::Object(B(&[(
+                B("took"),
+                ir::Json::Str(B("other")),
+            )])));
+            let mut done = state("done", true, &[]);
+            done.output = Some(ir::Json::Object(B(&[(
+                B("took"),
+                ir::Json::Str(B("done")),
+            )])));
+            ir::Bundle {
+                machines: vec![ir::MachineIr {
+                    name: B("ping"),
+                    spec_version: B("2.6.0"),
+                    path: None,
+                    dir: B("/nowhere"),
+                    engine: ir::Engine::Simple,
+                    context: ir::Json::Object(B(&[(B("go"), ir::Json::Str(B("input.go")))])),
+                    settings: ir::Json::Null,
+                    limits: ir::Limits::default(),
+                    hooks: None,
+                    states: vec![
+                        state(
+                            "start",
+                            false,
+                            &[
+                                ir::Transition {
+                                    condition: Some(0),
+                                    target: 2,
+                                },
+                                ir::Transition {
+                                    condition: None,
+                                    target: 1,
+                                },
+                            ],
+                        ),
+                        other,
+                        done,
+                    ]
+                    .into(),
+                    initial: 0,
+                    conditions: B(&[B("context.go == 'yes'")]),
+                    agents: B(&[]),
+                    profiles: None,
+                    persistence: ir::Persistence {
+                        enabled: true,
+                        backend: ir::Backend::Memory,
+                        db_path: None,
+                        checkpoint_on: None,
+                        config: B("null\n"),
+                    },
+                    machines: B(&[]),
+                    document: B("null"),
+                }]
+                .into(),
+                profiles: B(&[]),
+            }
+        })
+    }
 
-    static PING: CompiledMachine = CompiledMachine {
-        name: "ping",
-        entry: Entry::File("/nowhere/ping/machine.yml"),
-        files: &[
-            EmbeddedFile {
-                path: "/nowhere/ping/machine.yml",
-                bytes: b"spec: flatmachine\ndata:\n  name: ping\n  agents:\n    echo: ./agent.yml\n  states:\n    start:\n      type: initial\n      transitions:\n        - condition: \"context.go == 'yes'\"\n          to: done\n        - to: other\n    other:\n      type: final\n      output: {took: other}\n    done:\n      type: final\n      output: {took: done}\n",
-            },
-            EmbeddedFile {
-                path: "/nowhere/ping/agent.yml",
-                bytes: b"spec: flatagent\ndata:\n  model: {provider: x, name: y}\n  user: hi\n",
-            },
-        ],
-        aliases: &[],
-        conditions: &NATIVES,
-    };
+    /// A "generated" transition function that disagrees with the condition text.
+    fn always_other(from: usize, _: &Value) -> Result<Option<usize>, Error> {
+        Ok((from == 0).then_some(1))
+    }
 
-    /// The compiled function is what runs, not the text: it says false where the text says true.
+    /// The generated function is what runs, not the condition text: the text says `done`
+    /// for `go: yes`, the function says `other`.
     #[tokio::test]
-    async fn loads_from_memory_and_runs_the_compiled_conditions() {
+    async fn the_generated_transition_function_decides() {
+        let compiled: &'static CompiledMachine = Box::leak(Box::new(CompiledMachine {
+            bundle: bundle(),
+            next: &[always_other],
+        }));
         let rt = Runtime::new();
-        let m = PING.load().unwrap();
-        let out = rt.run(&m, json!({})).await.unwrap();
+        let m = compiled.load().unwrap();
+        let out = rt.run(&m, json!({"go": "yes"})).await.unwrap();
         assert_eq!(out, json!({"took": "other"}));
-        assert!(matches!(
-            m.def.states[0].transitions[0].condition,
-            crate::condition::Condition::Native(_)
-        ));
-        assert!(m.def.agents.contains_key("echo"));
-    }
-
-    const PARENT: &str = r#"
-spec: flatmachine
-data:
-  name: parent
-  machines:
-    helper: ./sub/child.yml
-  states:
-    start:
-      type: initial
-      machine: helper
-      input: {go: "yes"}
-      output_to_context:
-        took: output.took
-      transitions:
-        - to: done
-    done:
-      type: final
-      output: {took: context.took}
-"#;
-
-    const CHILD: &str = r#"
-spec: flatmachine
-data:
-  name: child
-  context: {go: input.go}
-  states:
-    start:
-      type: initial
-      transitions:
-        - condition: "context.go == 'yes'"
-          to: done
-        - to: other
-    other: {type: final, output: {took: other}}
-    done: {type: final, output: {took: done}}
-"#;
-
-    static FAMILY: CompiledMachine = CompiledMachine {
-        name: "parent",
-        entry: Entry::Inline {
-            text: PARENT,
-            dir: "/nowhere/family",
-            line: 1,
-            column: 1,
-        },
-        files: &[EmbeddedFile {
-            path: "/nowhere/family/sub/child.yml",
-            bytes: CHILD.as_bytes(),
-        }],
-        aliases: &[],
-        conditions: &NATIVES,
-    };
-
-    /// Child machines loaded at compile time run with the compiled conditions too.
-    #[tokio::test]
-    async fn child_machines_use_the_compiled_conditions() {
-        let rt = Runtime::new();
-        let m = FAMILY.load().unwrap();
-        let out = rt.run(&m, json!({})).await.unwrap();
-        assert_eq!(out, json!({"took": "other"}));
-    }
-
-    #[test]
-    fn a_missing_embedded_file_is_an_invalid_machine() {
-        static BROKEN: CompiledMachine = CompiledMachine {
-            name: "broken",
-            entry: Entry::File("/nowhere/broken.yml"),
-            files: &[],
-            aliases: &[],
-            conditions: &[],
-        };
-        let err = BROKEN.load().unwrap_err();
-        assert!(
-            matches!(&err, Error::Invalid { machine, .. } if machine == "broken"),
-            "{err}"
-        );
-        assert!(err.to_string().contains("cannot be read"), "{err}");
+        assert!(m.def.states[0].transitions.is_empty());
+        // The same IR without the generated code interprets the text.
+        let interpreted = Machine::from_bundle(bundle(), None).unwrap();
+        let out = rt.run(&interpreted, json!({"go": "yes"})).await.unwrap();
+        assert_eq!(out, json!({"took": "done"}));
     }
 
     #[test]
     fn machine_is_loaded_once() {
         static CELL: OnceLock<Machine> = OnceLock::new();
-        let a = machine(&CELL, &PING).unwrap();
-        let b = machine(&CELL, &PING).unwrap();
+        let compiled: &'static CompiledMachine = Box::leak(Box::new(CompiledMachine {
+            bundle: bundle(),
+            next: &[always_other],
+        }));
+        let a = machine(&CELL, compiled).unwrap();
+        let b = machine(&CELL, compiled).unwrap();
         assert!(std::sync::Arc::ptr_eq(&a.def, &b.def));
     }
 }

@@ -19,7 +19,7 @@
 //! Two engines exist (spec `templates-and-expressions.md`, Part B):
 //!
 //! * [`Engine::Simple`], the default: a whitelisted subset of Python expression syntax,
-//!   parsed by [`flatmachines_compiler::expr::simple`] and evaluated here with Python's
+//!   parsed by [`flatmachines_ir::expr::simple`] and evaluated here with Python's
 //!   semantics (equality, ordering, arithmetic, truthiness, error types and messages).
 //!   The building blocks ([`py_eq`], [`py_cmp`], [`py_arith`], [`py_truthy`], [`attr`],
 //!   [`index`], …, one function per construct in [`ops`]) are public so that generated code
@@ -34,8 +34,8 @@
 //! Errors are [`ConditionError`]s carrying the Python exception class the reference raises
 //! ([`ConditionError::kind`]) and its message.
 
-use flatmachines_compiler::expr::ParseError;
-use flatmachines_compiler::expr::simple::{self, Expr};
+use flatmachines_ir::expr::ParseError;
+use flatmachines_ir::expr::simple::{self, Expr};
 use serde_json::Value;
 use std::fmt;
 

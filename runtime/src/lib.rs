@@ -19,6 +19,8 @@ mod error;
 mod executor;
 pub mod hooks;
 pub mod invoker;
+#[cfg(feature = "loader")]
+mod loader;
 mod machine;
 mod peers;
 pub mod persistence;
@@ -35,21 +37,28 @@ pub use machine::Machine;
 pub use runtime::{RunOptions, Runtime, RuntimeBuilder};
 pub use state::UnknownState;
 
-/// The front end (loading, checking, diagnostics), for tools built on flatmachines.
+/// The front end (loading, checking, diagnostics), for tools built on flatmachines
+/// (feature `loader`).
+#[cfg(feature = "loader")]
 pub use flatmachines_compiler as compiler;
+
+/// The lowered machine definition the executor runs (what compiled machines carry).
+pub use flatmachines_ir as ir;
 
 /// Paths used by generated code; not a public API.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::compiled::{
-        CompiledMachine, EmbeddedFile, Entry, TransitionCondition, execute_typed, holds, machine,
-        on_transition,
+        CompiledMachine, TransitionCondition, execute_typed, holds, machine, on_transition,
     };
     pub use crate::condition::{ConditionError, Engine, LazyCondition, NativeCondition, ops};
     pub use crate::hooks::MachineHooks;
+    pub use crate::machine::NextFn;
     pub use crate::state::UnknownState;
+    pub use flatmachines_ir as ir;
     pub use serde;
     pub use serde_json;
+    pub use std::borrow::Cow;
     pub use std::string::String;
     pub use std::sync::OnceLock;
 }

@@ -1,16 +1,25 @@
-//! A machine ready to run: the checked model lowered to what the executor needs, with
-//! conditions compiled and templates cached once per machine.
+//! A machine ready to run: the IR ([`flatmachines_ir`]) instantiated for the executor. Values
+//! become JSON, templates are prepared once, and transitions are either interpreted from their
+//! condition text or — for a compiled machine — decided by the generated transition function.
+//!
+//! Nothing here interprets YAML: the compiler's one lowering pass produced the IR, at compile
+//! time for a compiled machine, or through the loader (feature `loader`) at run time.
 
 use crate::agent::AgentSpec;
-use crate::condition::{Condition, Engine, NativeCondition};
+use crate::condition::{Condition, Engine};
 use crate::error::Error;
+use crate::executor::checkpoint::PersistenceDef;
+use crate::peers::{Call, ChildDocument, ChildEntry, ChildMachines, Mode, PeerCalls};
 use crate::template::{Prepared, Templates};
-use flatmachines_compiler::load::{Input, LoadOptions, LoadedMachine, MachineId, Project};
-use flatmachines_compiler::model::machine::{AgentRef, MachineCall, OnError, State};
-use serde_json::{Map, Value};
+use flatmachines_ir::{self as ir, Json};
+use serde_json::Value;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+/// A compiled machine's transition function: the state the machine moves to from state
+/// `from` (by index) given the context, as the executor chooses it.
+pub type NextFn = fn(from: usize, context: &Value) -> Result<Option<usize>, Error>;
 
 /// A loaded, checked machine. Cheap to clone; share it between runs.
 #[derive(Clone, Debug)]
@@ -27,18 +36,22 @@ pub(crate) struct MachineDef {
     pub agents: HashMap<String, AgentSpec>,
     pub profiles: Option<Value>,
     pub settings: Value,
+    pub limits: ir::Limits,
     pub states: Vec<StateDef>,
     pub initial: usize,
     pub templates: Templates,
     /// `data.hooks`, resolved through the runtime's registry when a run starts.
     pub hooks: Option<Value>,
-    /// `data.persistence`, lowered (`executor/checkpoint.rs`).
-    pub persistence: crate::executor::checkpoint::PersistenceDef,
+    /// `data.persistence` (`executor/checkpoint.rs`).
+    pub persistence: PersistenceDef,
     /// Agent executors by (runtime id, agent name): adapters build them once per machine and
     /// runtime, not once per run (the `flatagent` executor parses its prompt templates).
     pub executors: ExecutorCache,
-    /// The machines of `data.machines`, lowered with this one (`peers.rs`).
-    pub children: crate::peers::ChildMachines,
+    /// The machines of `data.machines` (`peers.rs`).
+    pub children: ChildMachines,
+    /// The generated transition function of a compiled machine; `None`: the executor
+    /// interprets [`StateDef::transitions`].
+    pub next: Option<NextFn>,
 }
 
 /// See [`MachineDef::executors`].
@@ -58,14 +71,17 @@ pub(crate) struct StateDef {
     pub name: String,
     pub is_final: bool,
     pub agent: Option<String>,
-    pub execution: ExecutionDef,
+    pub execution: ir::Execution,
     pub tool_loop: bool,
+    /// `input`, as templates.
     pub input: Option<Value>,
     /// `input`, prepared for rendering at every step.
     pub input_plan: Option<Prepared>,
     pub output_to_context: Vec<(String, Prepared)>,
     /// A final state's non-empty `output` map, prepared.
     pub output: Option<Prepared>,
+    /// Interpreted transitions (empty for a compiled machine, whose [`MachineDef::next`]
+    /// decides).
     pub transitions: Vec<Transition>,
     pub on_error: Option<OnErrorDef>,
     pub action: Option<String>,
@@ -73,7 +89,7 @@ pub(crate) struct StateDef {
     pub has_children: bool,
     pub launch: Vec<String>,
     /// `machine:` / `foreach:` and their options, `launch_input` (`peers.rs`).
-    pub peers: crate::peers::PeerCalls,
+    pub peers: PeerCalls,
 }
 
 #[derive(Debug)]
@@ -90,61 +106,25 @@ pub(crate) enum OnErrorDef {
     Map(Vec<(String, usize)>),
 }
 
-/// `execution:` with defaults applied (`execution.md` §11).
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum ExecutionDef {
-    Default,
-    Retry {
-        backoffs: Vec<f64>,
-        jitter: f64,
-        retry_on_empty: bool,
-    },
-    Parallel {
-        n_samples: usize,
-    },
-    MdapVoting {
-        k_margin: usize,
-        max_candidates: usize,
-        max_response_tokens: Option<usize>,
-    },
-}
-
 impl Machine {
-    /// Loads and checks a machine file. A machine with errors is refused with the same rendered
-    /// diagnostics `flatmachines check` prints.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<Machine, Error> {
-        let path = path.as_ref();
-        let options = LoadOptions {
-            display_base: std::env::current_dir().ok(),
-        };
-        let checked = flatmachines_compiler::check_input(Input::File(path), &options);
-        if checked.has_errors() {
-            return Err(Error::Invalid {
-                machine: path.display().to_string(),
-                diagnostics: checked.render(),
-            });
-        }
-        Machine::from_project(&checked.project, MachineId(0))
+    /// Loads and checks a machine file (feature `loader`). A machine with errors is refused
+    /// with the same rendered diagnostics `flatmachines check` prints.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] with the diagnostics.
+    #[cfg(feature = "loader")]
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Machine, Error> {
+        crate::loader::from_file(path.as_ref())
     }
 
-    /// Loads and checks machine YAML given as text; references resolve against `dir`.
-    pub fn from_yaml(text: &str, dir: impl AsRef<Path>) -> Result<Machine, Error> {
-        let path = dir.as_ref().join("machine.yml");
-        let checked = flatmachines_compiler::check_input(
-            Input::Inline {
-                text: text.to_string(),
-                path: &path,
-                origin: (1, 1),
-            },
-            &LoadOptions::default(),
-        );
-        if checked.has_errors() {
-            return Err(Error::Invalid {
-                machine: "<inline>".into(),
-                diagnostics: checked.render(),
-            });
-        }
-        Machine::from_project(&checked.project, MachineId(0))
+    /// Loads and checks machine YAML given as text (feature `loader`); references resolve
+    /// against `dir`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] with the diagnostics.
+    #[cfg(feature = "loader")]
+    pub fn from_yaml(text: &str, dir: impl AsRef<std::path::Path>) -> Result<Machine, Error> {
+        crate::loader::from_yaml(text, dir.as_ref())
     }
 
     /// The machine's name (`data.name`).
@@ -157,264 +137,252 @@ impl Machine {
         self.def.states.iter().map(|s| s.name.as_str())
     }
 
-    pub(crate) fn from_project(project: &Project, id: MachineId) -> Result<Machine, Error> {
-        Machine::from_project_with(project, id, &[])
+    /// Instantiates the entry machine of `bundle` with its children. `compiled` holds the
+    /// generated transition function of each machine of the bundle (by index); without it,
+    /// conditions are interpreted.
+    pub(crate) fn from_bundle(
+        bundle: &ir::Bundle,
+        compiled: Option<&'static [NextFn]>,
+    ) -> Result<Machine, Error> {
+        Machine::from_bundle_inheriting(bundle, compiled, None)
     }
 
-    /// Lowers machine `id` of `project`; its `simple`-engine conditions whose text is in
-    /// `natives` evaluate the compiled function instead of being interpreted.
-    pub(crate) fn from_project_with(
-        project: &Project,
-        id: MachineId,
-        natives: &'static [NativeCondition],
+    /// [`Machine::from_bundle`] for a child loaded at run time, which falls back to its
+    /// parent's profiles when it has none of its own.
+    pub(crate) fn from_bundle_inheriting(
+        bundle: &ir::Bundle,
+        compiled: Option<&'static [NextFn]>,
+        profiles: Option<&Value>,
     ) -> Result<Machine, Error> {
-        // With its child machines, lowered once and with the same compiled conditions.
-        crate::peers::lower_tree(project, id, &|p, m| lower(p, m, natives))
+        Builder {
+            bundle,
+            compiled,
+            memo: HashMap::new(),
+            stack: Vec::new(),
+        }
+        .build(0, None, profiles)
     }
 }
 
-pub(crate) fn lower(
-    project: &Project,
-    m: &LoadedMachine,
-    natives: &'static [NativeCondition],
-) -> Result<MachineDef, Error> {
-    let data = &m.doc.data;
-    let name = data
-        .name
-        .as_ref()
-        .map(|n| n.value.clone())
-        .unwrap_or_else(|| "unnamed-machine".into());
-    let engine = match data.expression_engine.as_ref().map(|e| e.value.as_str()) {
-        Some("cel") => Engine::Cel,
-        _ => Engine::Simple,
-    };
-    let index: HashMap<&str, usize> = data
-        .states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.value.as_str(), i))
-        .collect();
-    let lookup = |target: &str| -> Result<usize, Error> {
-        index.get(target).copied().ok_or_else(|| Error::Invalid {
-            machine: name.clone(),
-            diagnostics: format!("unknown state `{target}`"),
-        })
-    };
-    let mut states = Vec::with_capacity(data.states.len());
-    for s in &data.states {
-        states.push(lower_state(s, engine, &lookup, &name, natives)?);
-    }
-    let initial = data
-        .states
-        .iter()
-        .position(State::is_initial)
-        .or_else(|| index.get("start").copied())
-        .unwrap_or(0);
-    let profiles_of = |i: usize| {
-        crate::agent::profiles_from_text(&project.sources.get(project.profiles[i].file).text)
-    };
-    // Agents whose document the compiler did not load resolve against the machine's folder.
-    let at_machine = |ty: &str, reference: Option<String>, config: Option<Value>| AgentSpec {
-        ty: ty.to_string(),
-        reference,
-        config,
-        dir: m.dir.clone(),
-        profiles: None,
-    };
-    let agents = data
-        .agents
-        .iter()
-        .zip(&m.agents)
-        .map(|(entry, resolved)| {
-            let spec = match (&entry.reference, resolved) {
-                (_, Some(agent_id)) => {
-                    let a = &project.agents[agent_id.0];
-                    AgentSpec {
-                        ty: "flatagent".into(),
-                        reference: None,
-                        config: Some(a.doc.root.to_json()),
-                        dir: a.dir.clone(),
-                        profiles: a.profiles.and_then(profiles_of),
+/// Instantiates the machines of a bundle, each (with the profiles it inherits) once.
+struct Builder<'b> {
+    bundle: &'b ir::Bundle,
+    compiled: Option<&'static [NextFn]>,
+    /// By machine and the profiles it inherits (`None`: it has its own, or none anywhere).
+    memo: HashMap<(usize, Option<u32>), Machine>,
+    /// Machines being built; a reference back into one of them is left to run time (the
+    /// checks report such cycles, so only machines built despite errors get here).
+    stack: Vec<usize>,
+}
+
+impl Builder<'_> {
+    /// `inherited`: the effective profiles of the parent (the reference falls back to them when
+    /// a child has no `profiles.yml` of its own), by bundle index.
+    fn build(
+        &mut self,
+        idx: usize,
+        inherited: Option<u32>,
+        inherited_value: Option<&Value>,
+    ) -> Result<Machine, Error> {
+        let m = self
+            .bundle
+            .machines
+            .get(idx)
+            .ok_or_else(|| Error::Invalid {
+                machine: "<unknown>".into(),
+                diagnostics: "the machine could not be loaded".into(),
+            })?;
+        let next = self.compiled.and_then(|fns| fns.get(idx).copied());
+        let mut def = instantiate(self.bundle, m, next)?;
+        let effective = m.profiles.or(inherited);
+        if def.profiles.is_none() {
+            def.profiles = inherited_value.cloned();
+        }
+        self.stack.push(idx);
+        let mut entries = Vec::with_capacity(m.machines.len());
+        for child in m.machines.iter() {
+            let machine = OnceLock::new();
+            let mut document = child
+                .inline
+                .as_ref()
+                .map(|d| ChildDocument::from_value(d.to_value()));
+            if let Some(cid) = child.machine.map(|c| c as usize)
+                && !self.stack.contains(&cid)
+                && let Some(c) = self.bundle.machines.get(cid)
+            {
+                document.get_or_insert_with(|| ChildDocument::from_text(c.document.clone()));
+                let key = (cid, c.profiles.map_or(effective, |_| None));
+                let built = match self.memo.get(&key) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let built = self.build(cid, effective, def.profiles.as_ref())?;
+                        self.memo.insert(key, built.clone());
+                        built
                     }
-                }
-                (AgentRef::Path(p), None) => at_machine("flatagent", Some(p.value.clone()), None),
-                (AgentRef::Inline(n), None) => at_machine("flatagent", None, Some(n.to_json())),
-                // Refused by the checks before a machine can be lowered.
-                (AgentRef::Invalid(_), None) => at_machine("invalid", None, None),
-                (
-                    AgentRef::Typed {
-                        ty,
-                        reference,
-                        config,
-                        ..
-                    },
-                    None,
-                ) => at_machine(
-                    &ty.value,
-                    reference.as_ref().map(|r| r.value.clone()),
-                    config.as_ref().map(|c| c.to_json()),
-                ),
-            };
-            (entry.name.value.clone(), spec)
-        })
+                };
+                let _ = machine.set(Ok(built));
+            }
+            entries.push(ChildEntry {
+                name: child.name.to_string(),
+                path: child.path.as_ref().map(|p| PathBuf::from(&**p)),
+                document: document.unwrap_or_default(),
+                machine,
+                inherited_profiles: def.profiles.clone(),
+            });
+        }
+        self.stack.pop();
+        def.children = ChildMachines { entries };
+        Ok(Machine { def: Arc::new(def) })
+    }
+}
+
+fn index(i: u32) -> usize {
+    i as usize
+}
+
+/// One machine of the IR in the executor's form.
+fn instantiate(
+    bundle: &ir::Bundle,
+    m: &ir::MachineIr,
+    next: Option<NextFn>,
+) -> Result<MachineDef, Error> {
+    let engine = match m.engine {
+        ir::Engine::Simple => Engine::Simple,
+        ir::Engine::Cel => Engine::Cel,
+    };
+    // A compiled machine's generated function decides; only interpreted ones parse their
+    // conditions (once, here).
+    let conditions: Vec<Condition> = if next.is_some() {
+        Vec::new()
+    } else {
+        m.conditions
+            .iter()
+            .map(|src| {
+                Condition::compile(src, engine).map_err(|e| Error::Invalid {
+                    machine: m.name.to_string(),
+                    diagnostics: format!("condition `{src}`: {e}"),
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let profiles_of = |i: Option<u32>| {
+        i.and_then(|i| bundle.profiles.get(index(i)))
+            .map(Json::to_value)
+    };
+    let dir = PathBuf::from(&*m.dir);
+    let states = m
+        .states
+        .iter()
+        .map(|s| instantiate_state(s, next.is_none(), &conditions, &m.conditions))
         .collect();
-    let profiles = m.profiles.and_then(profiles_of);
     Ok(MachineDef {
-        spec_version: m
-            .doc
-            .spec_version
-            .as_ref()
-            .map(|v| v.value.clone())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "2.6.0".into()),
-        config_dir: m.dir.clone(),
-        context: data
-            .context
-            .as_ref()
-            .map(|c| c.to_json())
-            .unwrap_or_else(|| Value::Object(Map::new())),
-        agents,
-        profiles,
-        settings: data
-            .settings
-            .as_ref()
-            .map(|s| s.to_json())
-            .unwrap_or(Value::Null),
+        name: m.name.to_string(),
+        spec_version: m.spec_version.to_string(),
+        context: m.context.to_value(),
+        agents: m
+            .agents
+            .iter()
+            .map(|a| {
+                let spec = AgentSpec {
+                    ty: a.ty.to_string(),
+                    reference: a.reference.as_ref().map(|r| r.to_string()),
+                    config: a.config.as_ref().map(Json::to_value),
+                    dir: PathBuf::from(&*a.dir),
+                    profiles: profiles_of(a.profiles),
+                };
+                (a.name.to_string(), spec)
+            })
+            .collect(),
+        profiles: profiles_of(m.profiles),
+        settings: m.settings.to_value(),
+        limits: m.limits,
         states,
-        initial,
+        initial: index(m.initial),
         templates: Templates::new(),
-        hooks: data.hooks.as_ref().map(|h| h.to_json()),
-        persistence: crate::executor::checkpoint::lower_persistence(project, m),
+        hooks: m.hooks.as_ref().map(Json::to_value),
+        persistence: PersistenceDef::from_ir(&m.persistence),
         executors: ExecutorCache::default(),
-        children: Default::default(),
-        name,
+        children: ChildMachines::default(),
+        next,
+        config_dir: dir,
     })
 }
 
-fn lower_state(
-    s: &State,
-    engine: Engine,
-    lookup: &dyn Fn(&str) -> Result<usize, Error>,
-    machine: &str,
-    natives: &'static [NativeCondition],
-) -> Result<StateDef, Error> {
-    let mut transitions = Vec::new();
-    for t in &s.transitions {
-        let Some(to) = &t.to else { continue };
-        if to.value.is_empty() {
-            continue;
-        }
-        let src = t.condition.as_ref().map(|c| c.value.as_str()).unwrap_or("");
-        let native = natives
+fn instantiate_state(
+    s: &ir::StateIr,
+    interpreted: bool,
+    conditions: &[Condition],
+    texts: &[ir::Str],
+) -> StateDef {
+    let transitions = if interpreted {
+        s.transitions
             .iter()
-            .find(|n| engine == Engine::Simple && n.source() == src);
-        let cond = match native {
-            Some(n) => Condition::Native(*n),
-            None => Condition::compile(src, engine).map_err(|e| Error::Invalid {
-                machine: machine.to_string(),
-                diagnostics: format!("state `{}`: condition `{src}`: {e}", s.name.value),
-            })?,
-        };
-        let always = cond.is_always();
-        transitions.push(Transition {
-            condition: cond,
-            source: src.to_string(),
-            target: lookup(&to.value)?,
-        });
-        if always {
-            // Later entries can never be taken.
-            break;
+            .map(|t| Transition {
+                condition: t
+                    .condition
+                    .map_or(Condition::Always, |c| conditions[index(c)].clone()),
+                source: t
+                    .condition
+                    .map_or_else(String::new, |c| texts[index(c)].to_string()),
+                target: index(t.target),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let on_error = s.on_error.as_ref().map(|o| match o {
+        ir::OnError::State(t) => OnErrorDef::State(index(*t)),
+        ir::OnError::Map(m) => {
+            OnErrorDef::Map(m.iter().map(|(k, t)| (k.to_string(), index(*t))).collect())
         }
-    }
-    let on_error = match &s.on_error {
-        None => None,
-        Some(OnError::State(t)) => Some(OnErrorDef::State(lookup(&t.value)?)),
-        Some(OnError::Map(m)) => Some(OnErrorDef::Map(
-            m.iter()
-                .filter(|(_, t)| !t.value.is_empty())
-                .map(|(k, t)| Ok((k.value.clone(), lookup(&t.value)?)))
-                .collect::<Result<_, Error>>()?,
-        )),
-    };
-    let execution = match &s.execution {
-        None => ExecutionDef::Default,
-        Some(e) => match e.ty.as_ref().map(|t| t.value.as_str()).unwrap_or("default") {
-            "retry" => ExecutionDef::Retry {
-                backoffs: e
-                    .backoffs
-                    .as_ref()
-                    .map(|b| b.iter().map(|x| x.value).collect())
-                    .unwrap_or_else(|| vec![2.0, 8.0, 16.0, 35.0]),
-                jitter: e.jitter.as_ref().map(|j| j.value).unwrap_or(0.1),
-                retry_on_empty: e.retry_on_empty.as_ref().is_some_and(|r| r.value),
-            },
-            "parallel" => ExecutionDef::Parallel {
-                n_samples: e
-                    .n_samples
-                    .as_ref()
-                    .map(|n| n.value.max(1) as usize)
-                    .unwrap_or(3),
-            },
-            "mdap_voting" => ExecutionDef::MdapVoting {
-                k_margin: e
-                    .k_margin
-                    .as_ref()
-                    .map(|n| n.value.max(1) as usize)
-                    .unwrap_or(3),
-                max_candidates: e
-                    .max_candidates
-                    .as_ref()
-                    .map(|n| n.value.max(1) as usize)
-                    .unwrap_or(10),
-                max_response_tokens: e
-                    .max_response_tokens
-                    .as_ref()
-                    .map(|n| n.value.max(0) as usize),
-            },
-            _ => ExecutionDef::Default,
+    });
+    let call = s.call.as_ref().map(|c| match c {
+        ir::Call::Single(name) => Call::Single(name.to_string()),
+        ir::Call::List(list) => Call::List(
+            list.iter()
+                .map(|(n, i)| (n.to_string(), i.as_ref().map(Json::to_value)))
+                .collect(),
+        ),
+        ir::Call::Foreach {
+            items,
+            item,
+            key,
+            machine,
+        } => Call::Foreach {
+            items: items.to_value(),
+            item: item.to_string(),
+            key: key.as_ref().map(Json::to_value),
+            machine: machine.to_string(),
         },
-    };
-    let otc = s
-        .output_to_context
-        .as_ref()
-        .and_then(|n| n.as_map())
-        .map(|entries| {
-            entries
-                .iter()
-                .filter_map(|(k, v)| Some((k.key_str()?, Prepared::value(&v.to_json()))))
-                .collect()
-        })
-        .unwrap_or_default();
-    let input = s.input.as_ref().map(|n| n.to_json());
-    Ok(StateDef {
-        name: s.name.value.clone(),
-        is_final: s.is_final(),
-        agent: s.agent.as_ref().map(|a| a.value.clone()),
-        execution,
-        tool_loop: s
-            .tool_loop
-            .as_ref()
-            .is_some_and(|t| !matches!(t.value, flatmachines_compiler::yaml::Value::Bool(false))),
-        input_plan: input.as_ref().map(Prepared::map),
-        input,
-        output_to_context: otc,
-        output: s
-            .output
-            .as_ref()
-            .map(|n| n.to_json())
-            .filter(|o| o.as_object().is_some_and(|o| !o.is_empty()))
-            .map(|o| Prepared::map(&o)),
+    });
+    StateDef {
+        name: s.name.to_string(),
+        is_final: s.is_final,
+        agent: s.agent.as_ref().map(|a| a.to_string()),
+        execution: s.execution.clone(),
+        tool_loop: s.tool_loop,
+        input: s.input.as_ref().map(Json::to_value),
+        input_plan: s.input.as_ref().map(|i| Prepared::map(&i.to_value())),
+        output_to_context: s
+            .output_to_context
+            .iter()
+            .map(|(k, v)| (k.to_string(), Prepared::value(&v.to_value())))
+            .collect(),
+        output: s.output.as_ref().map(|o| Prepared::map(&o.to_value())),
         transitions,
         on_error,
-        action: s.action.as_ref().map(|a| a.value.clone()),
-        wait_for: s.wait_for.as_ref().map(|n| n.to_json()),
-        has_children: s.foreach.is_some()
-            || match &s.machine {
-                Some(MachineCall::Single(_)) => true,
-                Some(MachineCall::List(l)) => !l.is_empty(),
-                None => false,
+        action: s.action.as_ref().map(|a| a.to_string()),
+        wait_for: s.wait_for.as_ref().map(Json::to_value),
+        has_children: s.call.is_some(),
+        launch: s.launch.iter().map(|l| l.to_string()).collect(),
+        peers: PeerCalls {
+            call,
+            mode: match s.mode {
+                ir::Mode::Settled => Mode::Settled,
+                ir::Mode::Any => Mode::Any,
             },
-        launch: s.launch.iter().map(|l| l.value.clone()).collect(),
-        peers: crate::peers::lower_calls(s),
-    })
+            timeout: s.timeout,
+            launch_input: s.launch_input.as_ref().map(Json::to_value),
+        },
+    }
 }

@@ -1,29 +1,16 @@
-//! Peer machines lowered for the executor: the child machines of `data.machines` (lowered once,
-//! with the parent, from the compiler's [`Project`]) and what a state asks of them (`machine:`,
+//! Peer machines for the executor: the child machines of `data.machines` (instantiated with
+//! the parent from its IR bundle, see `machine.rs`) and what a state asks of them (`machine:`,
 //! `foreach:`, `launch:`; `parallel-and-launch.md`).
 
-use crate::error::Error;
 use crate::machine::{Machine, MachineDef};
-use flatmachines_compiler::load::{Input, LoadOptions, LoadedMachine, MachineId, Project};
-use flatmachines_compiler::model::machine::{MachineCall, MachineRef, State};
 use serde_json::Value;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
-
-/// The `settings` key bounding how many children of one `machine:` list or `foreach:` run at
-/// once (default: unbounded, like the reference).
-pub(crate) const MAX_CONCURRENT_CHILDREN: &str = "max_concurrent_children";
-
-/// Lowers one machine document to a definition (conditions compiled, templates cached). The
-/// interpreter passes `machine::lower`; generated code may pass a variant with compiled
-/// conditions, and children are lowered with the same function.
-pub(crate) type LowerFn<'a> = &'a dyn Fn(&Project, &LoadedMachine) -> Result<MachineDef, Error>;
 
 /// The entries of `data.machines`, in document order.
 #[derive(Debug, Default)]
 pub(crate) struct ChildMachines {
-    entries: Vec<ChildEntry>,
+    pub entries: Vec<ChildEntry>,
 }
 
 /// One entry of `data.machines`.
@@ -33,13 +20,49 @@ pub(crate) struct ChildEntry {
     pub name: String,
     /// The file the child comes from (`None` for an inline document).
     pub path: Option<PathBuf>,
-    /// The child's document as JSON (what a subprocess or a queue worker runs).
-    pub document: Option<Arc<Value>>,
+    /// The child's document (what a subprocess or a queue worker runs), parsed from the IR's
+    /// text on first use.
+    pub document: ChildDocument,
     /// The lowered child: set when the parent is built, or on first use for a child the
     /// compiler did not load.
-    machine: OnceLock<Result<Machine, ChildLoadError>>,
+    pub machine: OnceLock<Result<Machine, ChildLoadError>>,
     /// Profiles a child loaded at run time inherits when it has none of its own.
-    inherited_profiles: Option<Value>,
+    pub inherited_profiles: Option<Value>,
+}
+
+/// A child's document: JSON text from the IR, parsed when a launch first needs it.
+#[derive(Debug, Default)]
+pub(crate) struct ChildDocument {
+    /// Borrowed from a compiled machine's static data, or owned.
+    text: Option<flatmachines_ir::Str>,
+    parsed: OnceLock<Option<Arc<Value>>>,
+}
+
+impl ChildDocument {
+    /// A document given as JSON text.
+    pub(crate) fn from_text(text: flatmachines_ir::Str) -> Self {
+        ChildDocument {
+            text: Some(text),
+            parsed: OnceLock::new(),
+        }
+    }
+
+    /// A document already parsed.
+    pub(crate) fn from_value(value: Value) -> Self {
+        let parsed = OnceLock::new();
+        let _ = parsed.set(Some(Arc::new(value)));
+        ChildDocument { text: None, parsed }
+    }
+
+    /// The document, if there is one.
+    pub(crate) fn get(&self) -> Option<Arc<Value>> {
+        self.parsed
+            .get_or_init(|| {
+                let text = self.text.as_ref()?;
+                serde_json::from_str(text).ok().map(Arc::new)
+            })
+            .clone()
+    }
 }
 
 /// Why a child machine cannot be used, as the reference's exception class and message.
@@ -80,130 +103,28 @@ impl ChildEntry {
 }
 
 /// Loads a child machine the compiler did not load (it runs the same checks first).
-fn load_at_run_time(path: &Path, profiles: Option<&Value>) -> Result<Machine, ChildLoadError> {
-    if !path.is_file() {
-        return Err(ChildLoadError {
-            kind: "FileNotFoundError",
-            message: format!("Machine config file not found: {}", path.display()),
-        });
-    }
-    let checked = flatmachines_compiler::check_input(Input::File(path), &LoadOptions::default());
-    if checked.has_errors() {
-        return Err(ChildLoadError {
-            kind: "ValueError",
-            message: format!(
-                "machine `{}` has errors:\n{}",
-                path.display(),
-                checked.render()
-            ),
-        });
-    }
-    let lower: LowerFn<'_> = &|p, m| crate::machine::lower(p, m, &[]);
-    let mut builder = Builder {
-        project: &checked.project,
-        lower,
-        memo: HashMap::new(),
-        stack: Vec::new(),
-    };
-    builder
-        .build(MachineId(0), profiles.cloned())
-        .map_err(|e| ChildLoadError {
-            kind: "ValueError",
-            message: e.to_string(),
-        })
+#[cfg(feature = "loader")]
+fn load_at_run_time(
+    path: &std::path::Path,
+    profiles: Option<&Value>,
+) -> Result<Machine, ChildLoadError> {
+    crate::loader::child_at_run_time(path, profiles)
 }
 
-/// Lowers machine `id` of `project` with every child machine the compiler loaded, each lowered
-/// once however many machines name it.
-pub(crate) fn lower_tree(
-    project: &Project,
-    id: MachineId,
-    lower: LowerFn<'_>,
-) -> Result<Machine, Error> {
-    Builder {
-        project,
-        lower,
-        memo: HashMap::new(),
-        stack: Vec::new(),
-    }
-    .build(id, None)
-}
-
-struct Builder<'p> {
-    project: &'p Project,
-    lower: LowerFn<'p>,
-    /// By machine and the profiles it inherits (`None`: it has its own, or none anywhere).
-    memo: HashMap<(usize, Option<usize>), Machine>,
-    /// Machines being lowered; a reference back into one of them is left to run time (the
-    /// checks report such cycles, so only machines built despite errors get here).
-    stack: Vec<usize>,
-}
-
-impl Builder<'_> {
-    /// `inherited`: the effective profiles of the parent (the reference falls back to them when
-    /// a child has no `profiles.yml` of its own).
-    fn build(&mut self, id: MachineId, inherited: Option<Value>) -> Result<Machine, Error> {
-        self.build_with(id, inherited, None)
-    }
-
-    fn build_with(
-        &mut self,
-        id: MachineId,
-        inherited: Option<Value>,
-        inherited_idx: Option<usize>,
-    ) -> Result<Machine, Error> {
-        let project = self.project;
-        let m = project.machines.get(id.0).ok_or_else(|| Error::Invalid {
-            machine: "<unknown>".into(),
-            diagnostics: "the machine could not be loaded".into(),
-        })?;
-        let mut def = (self.lower)(project, m)?;
-        let effective_idx = m.profiles.or(inherited_idx);
-        if def.profiles.is_none() {
-            def.profiles = inherited;
-        }
-        self.stack.push(id.0);
-        let mut entries = Vec::with_capacity(m.doc.data.machines.len());
-        for (i, entry) in m.doc.data.machines.iter().enumerate() {
-            let resolved = m.machines.get(i).copied().flatten();
-            let (path, document) = match &entry.reference {
-                MachineRef::Path(p) => {
-                    let path = flatmachines_compiler::load::normalize(&m.dir.join(&p.value));
-                    (Some(path), None)
-                }
-                MachineRef::Inline(n) => (None, Some(Arc::new(n.to_json()))),
-                MachineRef::Invalid(_) => (None, None),
-            };
-            let machine = OnceLock::new();
-            let mut document = document;
-            if let Some(cid) = resolved
-                && !self.stack.contains(&cid.0)
-            {
-                let child = &project.machines[cid.0];
-                document.get_or_insert_with(|| Arc::new(child.doc.root.to_json()));
-                let key = (cid.0, child.profiles.map_or(effective_idx, |_| None));
-                let lowered = match self.memo.get(&key) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let built = self.build_with(cid, def.profiles.clone(), effective_idx)?;
-                        self.memo.insert(key, built.clone());
-                        built
-                    }
-                };
-                let _ = machine.set(Ok(lowered));
-            }
-            entries.push(ChildEntry {
-                name: entry.name.value.clone(),
-                path,
-                document,
-                machine,
-                inherited_profiles: def.profiles.clone(),
-            });
-        }
-        self.stack.pop();
-        def.children = ChildMachines { entries };
-        Ok(Machine { def: Arc::new(def) })
-    }
+/// Without the loader, only the children compiled with their parent can run.
+#[cfg(not(feature = "loader"))]
+fn load_at_run_time(
+    path: &std::path::Path,
+    _profiles: Option<&Value>,
+) -> Result<Machine, ChildLoadError> {
+    Err(ChildLoadError {
+        kind: "ValueError",
+        message: format!(
+            "machine `{}` was not compiled with its parent, and flatmachines was built without \
+             the `loader` feature that reads machines at run time",
+            path.display()
+        ),
+    })
 }
 
 /// `mode:` of a parallel `machine:` list or a `foreach:`.
@@ -249,59 +170,15 @@ pub(crate) enum Call {
     },
 }
 
-/// Lowers the peer-machine fields of a state.
-pub(crate) fn lower_calls(s: &State) -> PeerCalls {
-    let call = match (&s.foreach, &s.machine) {
-        (Some(items), Some(m)) => m.names().first().map(|name| Call::Foreach {
-            items: items.to_json(),
-            item: s
-                .as_name
-                .as_ref()
-                .map_or_else(|| "item".to_string(), |a| a.value.clone()),
-            key: s.key.as_ref().map(|k| k.to_json()),
-            machine: name.value.clone(),
-        }),
-        // `foreach` without `machine` is refused by the checks.
-        (Some(_), None) => None,
-        (None, Some(MachineCall::Single(name))) => Some(Call::Single(name.value.clone())),
-        (None, Some(MachineCall::List(list))) if !list.is_empty() => Some(Call::List(
-            list.iter()
-                .map(|m| (m.name.value.clone(), m.input.as_ref().map(|i| i.to_json())))
-                .collect(),
-        )),
-        (None, _) => None,
-    };
-    PeerCalls {
-        call,
-        mode: match s.mode.as_ref().map(|m| m.value.as_str()) {
-            Some("any") => Mode::Any,
-            // Other values are refused by the checks (FM0405).
-            _ => Mode::Settled,
-        },
-        timeout: s.timeout.as_ref().map(|t| t.value),
-        launch_input: s.launch_input.as_ref().map(|n| n.to_json()),
-    }
-}
-
 /// `settings.max_concurrent_children` of a machine, if set to a positive integer.
 pub(crate) fn concurrency_limit(def: &MachineDef) -> Option<usize> {
-    def.settings
-        .get(MAX_CONCURRENT_CHILDREN)
-        .and_then(Value::as_u64)
-        .filter(|n| *n > 0)
-        .map(|n| n as usize)
+    def.limits.max_concurrent_children.map(|n| n as usize)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "loader"))]
 mod tests {
     use super::*;
-    use crate::condition::{Condition, ConditionError, NativeCondition};
-
-    fn always(_: &Value) -> Result<bool, ConditionError> {
-        Ok(true)
-    }
-
-    static NATIVES: [NativeCondition; 1] = [NativeCondition::new("context.go == 1", always)];
+    use std::path::Path;
 
     const CHILD: &str = r#"
 spec: flatmachine
@@ -315,7 +192,7 @@ data:
     done: {type: final}
 "#;
 
-    fn project(dir: &Path) -> Project {
+    fn parent(dir: &Path) -> Machine {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("child.yml"), CHILD).unwrap();
         std::fs::write(
@@ -332,26 +209,17 @@ data:
 "#,
         )
         .unwrap();
-        let checked = flatmachines_compiler::check_file(&dir.join("machine.yml"));
-        assert!(!checked.has_errors(), "{}", checked.render());
-        checked.project
+        Machine::from_file(dir.join("machine.yml")).unwrap()
     }
 
     #[test]
-    fn children_are_lowered_once_with_the_parents_compiled_conditions() {
+    fn children_are_instantiated_once() {
         let dir = std::env::temp_dir().join(format!("fm-peers-{}", std::process::id()));
-        let project = project(&dir);
-        let lower: LowerFn<'_> = &|p, m| crate::machine::lower(p, m, &NATIVES);
-        let parent = lower_tree(&project, MachineId(0), lower).unwrap();
+        let parent = parent(&dir);
         let a = parent.def.children.machine("a").unwrap();
         let b = parent.def.children.machine("b").unwrap();
-        // The same file, lowered once.
+        // The same file, instantiated once.
         assert!(Arc::ptr_eq(&a.def, &b.def));
-        // The child's condition is the compiled one.
-        assert!(matches!(
-            a.def.states[0].transitions[0].condition,
-            Condition::Native(_)
-        ));
         assert_eq!(
             parent.def.children.get("a").unwrap().path.as_deref(),
             Some(dir.join("child.yml").as_path())
@@ -370,7 +238,7 @@ data:
         let entry = ChildEntry {
             name: "late".into(),
             path: Some(PathBuf::from("/nonexistent/late.yml")),
-            document: None,
+            document: ChildDocument::default(),
             machine: OnceLock::new(),
             inherited_profiles: None,
         };

@@ -3,7 +3,7 @@
 use crate::agent::{AgentExecutor, AgentFailure, AgentResult, BoxFuture};
 use crate::condition::{PyValue, py_truthy};
 use crate::executor::StateFailure;
-use crate::machine::ExecutionDef;
+use flatmachines_ir::Execution;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,22 +17,22 @@ fn failure(f: AgentFailure) -> StateFailure {
 
 /// Runs one agent call with the state's execution type.
 pub(crate) async fn run(
-    exec: &ExecutionDef,
+    exec: &Execution,
     executor: &dyn AgentExecutor,
     input: Value,
     context: &Value,
 ) -> Result<AgentResult, StateFailure> {
     match exec {
-        ExecutionDef::Default => executor.execute(input, context).await.map_err(failure),
-        ExecutionDef::Retry {
+        Execution::Default => executor.execute(input, context).await.map_err(failure),
+        Execution::Retry {
             backoffs,
             jitter,
             retry_on_empty,
         } => Ok(retry(executor, input, context, backoffs, *jitter, *retry_on_empty).await),
-        ExecutionDef::Parallel { n_samples } => {
-            Ok(parallel(executor, input, context, *n_samples).await)
+        Execution::Parallel { n_samples } => {
+            Ok(parallel(executor, input, context, *n_samples as usize).await)
         }
-        ExecutionDef::MdapVoting {
+        Execution::MdapVoting {
             k_margin,
             max_candidates,
             max_response_tokens,
@@ -49,9 +49,12 @@ pub(crate) async fn run(
                     .map(|v| v as usize)
                     .or(d)
             };
-            let k = pick("k_margin", Some(*k_margin)).unwrap_or(3);
-            let max = pick("max_candidates", Some(*max_candidates)).unwrap_or(10);
-            let tokens = pick("max_response_tokens", *max_response_tokens);
+            let k = pick("k_margin", Some(*k_margin as usize)).unwrap_or(3);
+            let max = pick("max_candidates", Some(*max_candidates as usize)).unwrap_or(10);
+            let tokens = pick(
+                "max_response_tokens",
+                max_response_tokens.map(|t| t as usize),
+            );
             Ok(voting(executor, input, context, k, max, tokens).await)
         }
     }

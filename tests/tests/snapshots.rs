@@ -58,14 +58,17 @@ fn expansion(path: &Path) -> String {
     );
     assert!(!checked.has_errors(), "{}", checked.render());
     let root = crate_dir().parent().unwrap().canonicalize().unwrap();
+    // Remapped before formatting: prettyplease wraps lines by their length, so substituting
+    // afterwards would leave the layout depending on the checkout's path.
     let tokens = codegen::generate(
         &checked.project,
         &Options {
             source: SourceText::File(path),
             loaded,
+            remap: vec![(root, "$WORKSPACE".into())],
         },
     );
-    codegen::pretty(&tokens).replace(&format!("{}/", root.display()), "$WORKSPACE/")
+    codegen::pretty(&tokens)
 }
 
 #[test]

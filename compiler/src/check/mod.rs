@@ -1,5 +1,6 @@
 //! Every check that can be made from the YAML alone, run over a loaded [`Project`].
 
+pub mod features;
 mod graph;
 pub(crate) mod templates;
 

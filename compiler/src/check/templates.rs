@@ -246,23 +246,7 @@ fn template_help(detail: &str) -> String {
     }
 }
 
-/// The bare-path grammar of the reference: `^(output|context|input)(\.[A-Za-z_][A-Za-z0-9_]*)*$`
-/// after trimming. Returns the trimmed path.
-pub fn bare_path(s: &str) -> Option<&str> {
-    let t = s.trim();
-    let mut parts = t.split('.');
-    let root = parts.next()?;
-    if !matches!(root, "output" | "context" | "input") {
-        return None;
-    }
-    let ident = |p: &str| {
-        let mut cs = p.chars();
-        cs.next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && cs.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    };
-    parts.all(ident).then_some(t)
-}
+pub use flatmachines_ir::bare_path;
 
 /// Checks a transition condition.
 pub(crate) fn check_condition(

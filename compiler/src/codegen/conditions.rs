@@ -9,8 +9,7 @@
 //! errors), are left to the interpreter.
 
 use crate::expr::simple::{self, ArithOp, CmpOp, Expr, ExprKind, Literal};
-use crate::load::{LoadedMachine, Project};
-use crate::model::machine::State;
+use crate::ir;
 use proc_macro2::{Ident, Literal as Lit, TokenStream};
 use quote::{format_ident, quote};
 use std::collections::HashMap;
@@ -31,60 +30,27 @@ struct Entry {
     used_in: Vec<String>,
 }
 
-/// Every condition of a project, each text once per engine.
+/// Every condition of a bundle, each text once per engine.
 pub(super) struct Conditions {
     entries: Vec<Entry>,
     by_text: HashMap<(bool, String), usize>,
 }
 
-/// What a transition's condition is.
-pub(super) enum Test<'a> {
-    /// Empty or blank: always true.
-    Always,
-    /// The item in the generated `conditions` module.
-    Item(&'a Ident),
-}
-
-fn is_cel(m: &LoadedMachine) -> bool {
-    m.doc
-        .data
-        .expression_engine
-        .as_ref()
-        .is_some_and(|e| e.value == "cel")
-}
-
-/// The transitions the executor can take out of `state`, as the runtime lowers them: those
-/// with a target, up to the first unconditional one. Yields (condition text, target).
-fn effective_transitions(state: &State) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
-    for t in &state.transitions {
-        let Some(to) = &t.to else { continue };
-        if to.value.is_empty() {
-            continue;
-        }
-        let text = t.condition.as_ref().map_or("", |c| c.value.as_str());
-        out.push((text, to.value.as_str()));
-        if text.trim().is_empty() {
-            break;
-        }
-    }
-    out
-}
-
 impl Conditions {
-    /// Collects the conditions of every machine of `project`, the entry machine first.
-    pub(super) fn collect(project: &Project) -> Self {
+    /// Collects the conditions of every machine of `bundle`, the entry machine first.
+    pub(super) fn collect(bundle: &ir::Bundle) -> Self {
         let mut this = Conditions {
             entries: Vec::new(),
             by_text: HashMap::new(),
         };
-        for m in &project.machines {
-            let cel = is_cel(m);
-            let machine = m.doc.data.name.as_ref().map_or("", |n| n.value.as_str());
-            for s in &m.doc.data.states {
-                for (text, _) in effective_transitions(s) {
-                    let used = format!("state `{}` of `{machine}`", s.name.value);
-                    this.add(text, cel, used);
+        for m in bundle.machines.iter() {
+            let cel = m.engine == ir::Engine::Cel;
+            for s in m.states.iter() {
+                for t in s.transitions.iter() {
+                    if let Some(c) = t.condition {
+                        let used = format!("state `{}` of `{}`", s.name, m.name);
+                        this.add(&m.conditions[c as usize], cel, used);
+                    }
                 }
             }
         }
@@ -92,7 +58,11 @@ impl Conditions {
     }
 
     fn add(&mut self, text: &str, cel: bool, used: String) {
-        if text.trim().is_empty() {
+        let key = (cel, text.to_string());
+        if let Some(&i) = self.by_text.get(&key) {
+            if !self.entries[i].used_in.contains(&used) {
+                self.entries[i].used_in.push(used);
+            }
             return;
         }
         let kind = if cel {
@@ -100,15 +70,10 @@ impl Conditions {
         } else {
             match simple::parse(text) {
                 Ok(Some(expr)) => Kind::Native(expr),
-                Ok(None) => return,
-                Err(_) => Kind::Lazy { cel: false },
+                // Blank text is an unconditional transition in the IR, never a condition.
+                Ok(None) | Err(_) => Kind::Lazy { cel: false },
             }
         };
-        let key = (cel, text.to_string());
-        if let Some(&i) = self.by_text.get(&key) {
-            self.entries[i].used_in.push(used);
-            return;
-        }
         let ident = format_ident!("C{}", self.entries.len());
         self.by_text.insert(key, self.entries.len());
         self.entries.push(Entry {
@@ -119,15 +84,19 @@ impl Conditions {
         });
     }
 
-    /// The test for a condition `text` of a machine with engine `cel`.
-    pub(super) fn test(&self, text: &str, cel: bool) -> Test<'_> {
-        match self.by_text.get(&(cel, text.to_string())) {
-            Some(&i) => Test::Item(&self.entries[i].ident),
-            None => Test::Always,
-        }
+    /// The item of condition `text` of a machine (with engine `cel`).
+    fn item(&self, text: &str, cel: bool) -> &Ident {
+        &self.entries[self.by_text[&(cel, text.to_string())]].ident
     }
 
-    /// The `conditions` module: one item per condition, and `ALL`, the compiled ones.
+    /// Whether any condition is CEL.
+    pub(super) fn any_cel(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| matches!(e.kind, Kind::Lazy { cel: true }))
+    }
+
+    /// The `conditions` module: one item per condition.
     pub(super) fn module(&self) -> TokenStream {
         let items = self.entries.iter().map(|e| {
             let ident = &e.ident;
@@ -187,79 +156,102 @@ impl Conditions {
 
                 #(#items)*
 
-                /// The conditions compiled to Rust, which the runtime uses in place of
-                /// interpreting the same text.
+                /// The conditions compiled to Rust (each with its text), which the
+                /// [`transitions`](super::transitions) functions call.
                 pub const ALL: &[::flatmachines::__private::NativeCondition] = &[#(#natives),*];
             }
         }
     }
 }
 
-/// The transition function `next_state` and its async form `transition`, for the entry machine.
-pub(super) fn transition_fns(
-    project: &Project,
-    conditions: &Conditions,
-    idents: &[Ident],
-) -> TokenStream {
-    let Some(root) = project.root() else {
-        return quote!();
-    };
-    let cel = is_cel(root);
-    let states = &root.doc.data.states;
-    let index: HashMap<&str, usize> = states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.value.as_str(), i))
-        .collect();
-    let mut uses_context = false;
-    let mut stop = Vec::new();
-    let mut arms = Vec::new();
-    for (s, ident) in states.iter().zip(idents) {
-        let transitions = effective_transitions(s);
-        if s.is_final() || transitions.is_empty() {
-            stop.push(ident);
-            continue;
-        }
-        let name = Lit::string(&s.name.value);
-        let mut body = Vec::new();
-        let mut fallthrough = quote!(::core::result::Result::Ok(::core::option::Option::None));
-        for (text, target) in transitions {
-            let Some(&t) = index.get(target) else {
-                continue; // an unknown target: the machine has errors and never runs
-            };
-            let target = &idents[t];
-            let next =
-                quote!(::core::result::Result::Ok(::core::option::Option::Some(State::#target)));
-            match conditions.test(text, cel) {
-                Test::Always => {
-                    fallthrough = next;
-                    break;
+/// The name of the generated transition function of machine `i` of the bundle.
+pub(super) fn next_fn_name(i: usize) -> Ident {
+    format_ident!("next_{}", i)
+}
+
+/// The `transitions` module: for every machine of the bundle, the function the executor calls
+/// to choose the next state (by index), with the conditions compiled to Rust.
+pub(super) fn transitions_module(bundle: &ir::Bundle, conditions: &Conditions) -> TokenStream {
+    let fns = bundle.machines.iter().enumerate().map(|(i, m)| {
+        let func = next_fn_name(i);
+        let cel = m.engine == ir::Engine::Cel;
+        let machine = Lit::string(&m.name);
+        let mut uses_context = false;
+        let mut arms = Vec::new();
+        for (si, s) in m.states.iter().enumerate() {
+            if s.is_final || s.transitions.is_empty() {
+                continue;
+            }
+            let name = Lit::string(&s.name);
+            let mut body = Vec::new();
+            let mut fallthrough = quote!(::core::result::Result::Ok(::core::option::Option::None));
+            for t in s.transitions.iter() {
+                let target = t.target as usize;
+                let next = quote!(::core::result::Result::Ok(::core::option::Option::Some(#target)));
+                match t.condition {
+                    None => {
+                        fallthrough = next;
+                        break;
+                    }
+                    Some(c) => {
+                        uses_context = true;
+                        let cond = conditions.item(&m.conditions[c as usize], cel);
+                        body.push(quote! {
+                            if ::flatmachines::__private::holds(&super::conditions::#cond, context, #machine, #name)? {
+                                return #next;
+                            }
+                        });
+                    }
                 }
-                Test::Item(cond) => {
-                    uses_context = true;
-                    body.push(quote! {
-                        if ::flatmachines::__private::holds(&conditions::#cond, context, NAME, #name)? {
-                            return #next;
-                        }
-                    });
+            }
+            arms.push(if body.is_empty() {
+                quote!(#si => #fallthrough,)
+            } else {
+                quote!(#si => {
+                    #(#body)*
+                    #fallthrough
+                })
+            });
+        }
+        let unused = (!uses_context).then(|| quote!(let _ = context;));
+        let doc = format!(
+            " The next state of `{}` after state `from` (by index): the first transition whose \
+             condition holds, in YAML order; `None` for a final state or when none holds.",
+            m.name
+        );
+        quote! {
+            #[doc = #doc]
+            pub fn #func(
+                from: usize,
+                context: &::flatmachines::__private::serde_json::Value,
+            ) -> ::core::result::Result<::core::option::Option<usize>, ::flatmachines::Error> {
+                #unused
+                match from {
+                    #(#arms)*
+                    _ => ::core::result::Result::Ok(::core::option::Option::None),
                 }
             }
         }
-        arms.push(if body.is_empty() {
-            quote!(State::#ident => #fallthrough,)
-        } else {
-            quote!(State::#ident => {
-                #(#body)*
-                #fallthrough
-            })
-        });
+    });
+    let names = (0..bundle.machines.len()).map(next_fn_name);
+    quote! {
+        /// The generated transition functions, one per machine of [`IR`](super::IR) (the
+        /// machine, then its children), which the executor calls to move between states.
+        pub mod transitions {
+            #(#fns)*
+
+            /// Every function above, by machine index.
+            pub static ALL: &[::flatmachines::__private::NextFn] = &[#(#names),*];
+        }
     }
-    if !stop.is_empty() {
-        arms.push(
-            quote!(#(State::#stop)|* => ::core::result::Result::Ok(::core::option::Option::None),),
-        );
+}
+
+/// The typed transition function `next_state` and its async form `transition`, for the entry
+/// machine: the executor's own function, over `State`.
+pub(super) fn typed_transition_fns(has_states: bool) -> TokenStream {
+    if !has_states {
+        return quote!();
     }
-    let unused = (!uses_context).then(|| quote!(let _ = context;));
     quote! {
         /// The state the machine moves to from `from`, as the executor chooses it: the first
         /// transition whose condition holds, in YAML order (conditions compiled to Rust).
@@ -272,10 +264,7 @@ pub(super) fn transition_fns(
             from: State,
             context: &::flatmachines::__private::serde_json::Value,
         ) -> ::core::result::Result<::core::option::Option<State>, ::flatmachines::Error> {
-            #unused
-            match from {
-                #(#arms)*
-            }
+            ::core::result::Result::Ok(transitions::next_0(from.index(), context)?.map(|i| State::ALL[i]))
         }
 
         /// The executor's whole transition step out of `from`: [`next_state`], then the

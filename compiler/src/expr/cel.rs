@@ -10,10 +10,8 @@ use std::ops::Range;
 
 /// Longest condition text handed to the `cel` parser.
 ///
-/// The parser recurses once per unary operator or chained selection, with
-/// large frames; bounding the input bounds the stack it needs. No
-/// hand-written condition comes anywhere near this.
-pub const MAX_LEN: usize = 16 * 1024;
+/// The longest CEL condition accepted (see [`MAX_CEL_LEN`](flatmachines_ir::expr::MAX_CEL_LEN)).
+pub use flatmachines_ir::expr::MAX_CEL_LEN as MAX_LEN;
 
 /// Stack given to the thread that runs the `cel` parser. A nested
 /// parenthesis costs it about 20 KiB in debug builds, which overflows a

@@ -110,37 +110,37 @@ impl AgentAdapter for FlatAgentAdapter {
     }
 }
 
+/// An agent file named at run time (one the compiler did not load).
+#[cfg(feature = "loader")]
 fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AgentFailure::new("FileNotFoundError", format!("{}: {e}", path.display())))?;
-    yaml_to_json(&text)
+    crate::loader::yaml_to_json(&text)
         .ok_or_else(|| AgentFailure::new("ValueError", format!("cannot parse {}", path.display())))
 }
 
-pub(crate) fn yaml_to_json(text: &str) -> Option<Value> {
-    use flatmachines_compiler::source::{SourceFile, SourceMap};
-    let mut map = SourceMap::new();
-    let id = map.add(SourceFile::new(
-        "agent".into(),
-        "agent".into(),
-        text.to_string(),
-    ));
-    let mut diags = flatmachines_compiler::diag::Diagnostics::new();
-    flatmachines_compiler::yaml::parse(map.get(id), id, &mut diags).map(|n| n.to_json())
+/// Without the loader, agent files are read only at compile time.
+#[cfg(not(feature = "loader"))]
+fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
+    Err(AgentFailure::new(
+        "ValueError",
+        format!(
+            "agent file {} was not compiled into the machine, and flatmachines was built \
+             without the `loader` feature that reads YAML at run time",
+            path.display()
+        ),
+    ))
 }
 
 /// `profiles.yml` in `dir`, as the `data` map of the profiles document.
+#[cfg(feature = "loader")]
 fn profiles_near(dir: &std::path::Path) -> Option<Value> {
-    profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
+    crate::loader::profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
 }
 
-/// The `data` map of a profiles document (the `spec`/`data` envelope is optional).
-pub(crate) fn profiles_from_text(text: &str) -> Option<Value> {
-    let doc = yaml_to_json(text)?;
-    match doc.get("data") {
-        Some(d) if doc.get("spec").is_some() => Some(d.clone()),
-        _ => Some(doc),
-    }
+#[cfg(not(feature = "loader"))]
+fn profiles_near(_: &std::path::Path) -> Option<Value> {
+    None
 }
 
 /// Resolves `data.model` against profiles (lowest to highest priority: default profile, named

@@ -2,11 +2,12 @@
 //! and the built-in adapters `echo` and `flatagent`.
 
 mod echo;
+#[cfg(feature = "http")]
 mod flatagent;
 
 pub use echo::EchoAdapter;
+#[cfg(feature = "http")]
 pub use flatagent::FlatAgentAdapter;
-pub(crate) use flatagent::profiles_from_text;
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -241,10 +242,11 @@ impl AdapterRegistry {
         AdapterRegistry::default()
     }
 
-    /// The built-in adapters: `flatagent` and `echo`.
+    /// The built-in adapters: `echo`, and `flatagent` (feature `http`).
     pub fn builtin() -> Self {
         let mut r = AdapterRegistry::new();
         r.register(Arc::new(EchoAdapter));
+        #[cfg(feature = "http")]
         r.register(Arc::new(FlatAgentAdapter::new()));
         r
     }
@@ -258,9 +260,15 @@ impl AdapterRegistry {
     /// The adapter for `ty`.
     pub fn get(&self, ty: &str) -> Result<&Arc<dyn AgentAdapter>, AgentFailure> {
         self.adapters.get(ty).ok_or_else(|| {
+            // A flatagent without its adapter: say which feature brings it.
+            let hint = if cfg!(feature = "http") || ty != "flatagent" {
+                ""
+            } else {
+                " (the built-in `flatagent` adapter needs flatmachines' `http` feature)"
+            };
             AgentFailure::new(
                 "KeyError",
-                format!("\"No agent adapter registered for type '{ty}'\""),
+                format!("\"No agent adapter registered for type '{ty}'\"{hint}"),
             )
         })
     }

@@ -88,10 +88,10 @@ impl CelCondition {
     ///
     /// # Errors
     /// `ValueError` `CEL expression error: <src> - <error>` for a syntax error, for text
-    /// longer than `flatmachines_compiler::expr::cel::MAX_LEN` bytes, or for a syntax tree
+    /// longer than `flatmachines_ir::expr::MAX_CEL_LEN` bytes, or for a syntax tree
     /// deeper than [`MAX_CEL_DEPTH`].
     pub fn compile(src: &str) -> Result<CelCondition, ConditionError> {
-        use flatmachines_compiler::expr::cel::MAX_LEN;
+        use flatmachines_ir::expr::MAX_CEL_LEN as MAX_LEN;
         if src.len() > MAX_LEN {
             return Err(cel_error(
                 src,

@@ -109,7 +109,7 @@ impl fmt::Debug for LazyCondition {
 pub mod ops {
     use super::super::py::{json_attr, lookup_name, py_arith, py_cmp, py_eq, py_truthy};
     use super::ConditionError;
-    use flatmachines_compiler::expr::simple::{ArithOp, CmpOp};
+    use flatmachines_ir::expr::simple::{ArithOp, CmpOp};
     use serde_json::Value;
     use std::borrow::Cow;
 
@@ -296,7 +296,7 @@ mod tests {
 
     #[test]
     fn literals_match_the_interpreter() {
-        use flatmachines_compiler::expr::simple::Literal;
+        use flatmachines_ir::expr::simple::Literal;
         assert_eq!(super::super::literal(&Literal::Int(-3)), ops::int(-3));
         assert_eq!(super::super::literal(&Literal::Float(0.5)), ops::float(0.5));
         assert_eq!(

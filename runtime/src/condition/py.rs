@@ -19,8 +19,8 @@
 //!   with no `RecursionError`; `serde_json` parsing limits that depth to 128.
 
 use super::{ConditionError, ErrorKind};
-use flatmachines_compiler::expr::simple::{ArithOp, CmpOp, Expr, ExprKind, Literal};
-use flatmachines_compiler::pyfmt::float_repr;
+use flatmachines_ir::expr::simple::{ArithOp, CmpOp, Expr, ExprKind, Literal};
+use flatmachines_ir::pyfmt::float_repr;
 use serde_json::{Map, Value};
 use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
@@ -625,7 +625,7 @@ pub fn lookup_name<'a>(name: &str, context: &'a Value) -> Result<PyValue<'a>, Co
 /// evaluate each operand at most once and stop at the first false link.
 ///
 /// Recursion depth is bounded by the parser's
-/// [`MAX_DEPTH`](flatmachines_compiler::expr::simple::MAX_DEPTH); an [`Expr`] built by
+/// [`MAX_DEPTH`](flatmachines_ir::expr::simple::MAX_DEPTH); an [`Expr`] built by
 /// hand deeper than that may exhaust the stack.
 ///
 /// # Errors

@@ -8,17 +8,14 @@ use crate::persistence::local::{LocalFileBackend, LocalFileLock};
 /// Re-exported for child machines, which check whether a child already has checkpoints.
 pub(crate) use crate::persistence::snapshot::load_latest;
 use crate::persistence::snapshot::{Latest, SnapshotView, write_snapshot_key, write_utc_now};
-use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
 use crate::persistence::{
     BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock,
     PersistenceError, SnapshotFields,
 };
 use crate::runtime::Runtime;
-use flatmachines_compiler::load::{LoadedMachine, Project};
-use flatmachines_compiler::model::machine::AgentRef;
 use serde_json::{Map, Value};
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 /// A checkpoint event (`persistence.md` §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,23 +84,17 @@ pub(crate) struct PersistenceDef {
     pub db_path: Option<String>,
     /// `checkpoint_on` as a bit set of [`Event`]s (default: all).
     pub events: u8,
-    /// The machine's document with agent file refs and child machine refs replaced by the
-    /// documents they name, so the config store holds everything needed to resume (§7).
-    document: Value,
-    /// [`PersistenceDef::document`] as text, made on first use.
-    raw: OnceLock<String>,
+    /// The config store's text of the machine: its document with agent file refs and child
+    /// machine refs replaced by the documents they name, so the config store holds everything
+    /// needed to resume (§7). Written by the compiler's lowering.
+    config: String,
 }
 
 impl PersistenceDef {
     /// The raw config text for the config store: the self-contained document as JSON with a
     /// 2-space indent (JSON is YAML, so it loads back as a machine file).
     pub(crate) fn raw_config(&self) -> &str {
-        self.raw.get_or_init(|| {
-            let mut out = String::with_capacity(1024);
-            write_yaml_safe_json(&mut out, &self.document, 0);
-            out.push('\n');
-            out
-        })
+        &self.config
     }
 
     /// Whether `event` is checkpointed.
@@ -112,128 +103,68 @@ impl PersistenceDef {
     }
 }
 
-/// Lowers `data.persistence` of `m` (called once per machine by `machine.rs`).
-pub(crate) fn lower_persistence(project: &Project, m: &LoadedMachine) -> PersistenceDef {
-    let p = m.doc.data.persistence.as_ref();
-    let events = match p.and_then(|p| p.checkpoint_on.as_ref()) {
-        None => Event::ALL.iter().fold(0, |acc, e| acc | e.bit()),
-        Some(list) => list
-            .iter()
-            .filter_map(|e| Event::from_name(&e.value))
-            .fold(0, |acc, e| acc | e.bit()),
-    };
-    PersistenceDef {
-        enabled: p.and_then(|p| p.enabled.as_ref()).is_none_or(|e| e.value),
-        backend: match p.and_then(|p| p.backend.as_ref()).map(|b| b.value.as_str()) {
-            Some("local") => BackendKind::Local,
-            Some("sqlite") => BackendKind::Sqlite,
-            // Other names are refused by the checks (FM0406).
-            _ => BackendKind::Memory,
-        },
-        db_path: p
-            .and_then(|p| p.db_path.as_ref())
-            .map(|d| d.value.clone())
-            .filter(|d| !d.is_empty()),
-        events,
-        document: self_contained(project, m, 0),
-        raw: OnceLock::new(),
+impl PersistenceDef {
+    /// The executor's form of `data.persistence` (called once per machine by `machine.rs`).
+    pub(crate) fn from_ir(p: &flatmachines_ir::Persistence) -> PersistenceDef {
+        use flatmachines_ir::Backend;
+        let events = match &p.checkpoint_on {
+            None => Event::ALL.iter().fold(0, |acc, e| acc | e.bit()),
+            Some(list) => list
+                .iter()
+                .filter_map(|e| Event::from_name(e))
+                .fold(0, |acc, e| acc | e.bit()),
+        };
+        PersistenceDef {
+            enabled: p.enabled,
+            backend: match p.backend {
+                Backend::Memory => BackendKind::Memory,
+                Backend::Local => BackendKind::Local,
+                Backend::Sqlite => BackendKind::Sqlite,
+            },
+            db_path: p.db_path.as_ref().map(|d| d.to_string()),
+            events,
+            config: p.config.to_string(),
+        }
     }
 }
 
-/// `m`'s document with its agents and child machines embedded (`config.md` §4.2).
-fn self_contained(project: &Project, m: &LoadedMachine, depth: usize) -> Value {
-    let mut doc = m.doc.root.to_json();
-    let Some(data) = doc.get_mut("data").and_then(Value::as_object_mut) else {
-        return doc;
-    };
-    if let Some(agents) = data.get_mut("agents").and_then(Value::as_object_mut) {
-        for (entry, resolved) in m.doc.data.agents.iter().zip(&m.agents) {
-            let (Some(id), Some(slot)) = (resolved, agents.get_mut(&entry.name.value)) else {
-                continue;
-            };
-            let agent = project.agents[id.0].doc.root.to_json();
-            match (&entry.reference, slot.as_object_mut()) {
-                // `{type, ref, config}`: the file becomes the config, inline keys win.
-                (AgentRef::Typed { .. }, Some(map)) => {
-                    map.shift_remove("ref");
-                    let mut config = match agent {
-                        Value::Object(a) => a,
-                        _ => Map::new(),
-                    };
-                    if let Some(Value::Object(inline)) = map.get("config") {
-                        for (k, v) in inline {
-                            config.insert(k.clone(), v.clone());
-                        }
-                    }
-                    map.insert("config".into(), Value::Object(config));
-                }
-                _ => *slot = agent,
-            }
-        }
+/// The SQLite backend and lease lock `persistence.backend: sqlite` names.
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
+    use crate::persistence::{CheckpointBackend, ExecutionLock, PersistenceError};
+    use std::sync::Arc;
+
+    pub(super) fn backend(
+        db_path: Option<&str>,
+    ) -> Result<Arc<dyn CheckpointBackend>, PersistenceError> {
+        Ok(Arc::new(SqliteBackend::open(resolve_db_path(db_path)?)?))
     }
-    // The compiler refuses cycles; the depth bound only guards against a future change there.
-    if depth < 32
-        && let Some(machines) = data.get_mut("machines").and_then(Value::as_object_mut)
-    {
-        for (entry, resolved) in m.doc.data.machines.iter().zip(&m.machines) {
-            if let (Some(id), Some(slot)) = (resolved, machines.get_mut(&entry.name.value))
-                && let Some(child) = project.machines.get(id.0)
-            {
-                *slot = self_contained(project, child, depth + 1);
-            }
-        }
+
+    pub(super) fn lock(db_path: Option<&str>) -> Result<Arc<dyn ExecutionLock>, PersistenceError> {
+        Ok(Arc::new(SqliteLeaseLock::open(resolve_db_path(db_path)?)?))
     }
-    doc
 }
 
-/// JSON with a 2-space indent whose floats also read back as floats under YAML 1.1 rules (which
-/// need a `.` and a signed exponent: `1.0e+16`, not `1e16`).
-fn write_yaml_safe_json(out: &mut String, v: &Value, indent: usize) {
-    fn newline(out: &mut String, indent: usize) {
-        out.push('\n');
-        for _ in 0..indent {
-            out.push(' ');
+/// Without the `sqlite` feature a machine that names SQLite fails to start, saying why.
+#[cfg(not(feature = "sqlite"))]
+mod sqlite {
+    use crate::persistence::{CheckpointBackend, ExecutionLock, PersistenceError};
+    use std::sync::Arc;
+
+    fn unavailable() -> PersistenceError {
+        PersistenceError::Unavailable {
+            what: "persistence.backend: sqlite".into(),
+            feature: "sqlite",
         }
     }
-    match v {
-        Value::Array(items) if !items.is_empty() => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent + 2);
-                write_yaml_safe_json(out, item, indent + 2);
-            }
-            newline(out, indent);
-            out.push(']');
-        }
-        Value::Object(map) if !map.is_empty() => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent + 2);
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push_str(": ");
-                write_yaml_safe_json(out, item, indent + 2);
-            }
-            newline(out, indent);
-            out.push('}');
-        }
-        Value::Number(n) if n.is_f64() => {
-            let text = flatmachines_compiler::pyfmt::float_repr(n.as_f64().unwrap_or(0.0));
-            match text.split_once('e') {
-                Some((mantissa, exp)) if !mantissa.contains('.') => {
-                    out.push_str(mantissa);
-                    out.push_str(".0e");
-                    out.push_str(exp);
-                }
-                _ => out.push_str(&text),
-            }
-        }
-        other => out.push_str(&other.to_string()),
+
+    pub(super) fn backend(_: Option<&str>) -> Result<Arc<dyn CheckpointBackend>, PersistenceError> {
+        Err(unavailable())
+    }
+
+    pub(super) fn lock(_: Option<&str>) -> Result<Arc<dyn ExecutionLock>, PersistenceError> {
+        Err(unavailable())
     }
 }
 
@@ -326,12 +257,9 @@ impl Persist {
                         BackendKind::Local => Arc::new(
                             LocalFileBackend::new(LocalFileBackend::DEFAULT_DIR).map_err(fail)?,
                         ),
-                        BackendKind::Sqlite => Arc::new(
-                            SqliteBackend::open(
-                                resolve_db_path(p.db_path.as_deref()).map_err(fail)?,
-                            )
-                            .map_err(fail)?,
-                        ),
+                        BackendKind::Sqlite => {
+                            sqlite::backend(p.db_path.as_deref()).map_err(fail)?
+                        }
                     }),
                 };
                 let lock: Arc<dyn ExecutionLock> = match &rt.lock {
@@ -342,12 +270,7 @@ impl Persist {
                         BackendKind::Local => {
                             Arc::new(LocalFileLock::new(LocalFileLock::DEFAULT_DIR).map_err(fail)?)
                         }
-                        BackendKind::Sqlite => Arc::new(
-                            SqliteLeaseLock::open(
-                                resolve_db_path(p.db_path.as_deref()).map_err(fail)?,
-                            )
-                            .map_err(fail)?,
-                        ),
+                        BackendKind::Sqlite => sqlite::lock(p.db_path.as_deref()).map_err(fail)?,
                     },
                 };
                 let config_store = rt
@@ -807,7 +730,6 @@ pub(crate) async fn resume(run: &mut Run<'_>, execution_id: &str) -> Result<Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn events_round_trip() {
@@ -815,19 +737,5 @@ mod tests {
             assert_eq!(Event::from_name(e.name()), Some(e));
         }
         assert_eq!(Event::from_name("nope"), None);
-    }
-
-    #[test]
-    fn raw_config_reads_back_as_yaml_floats() {
-        let mut out = String::new();
-        write_yaml_safe_json(
-            &mut out,
-            &json!({"a": [1e16, 1.5e-5, 0.25, 3.0, 7], "b": {}, "c": [], "d": "é\n"}),
-            0,
-        );
-        assert_eq!(
-            out,
-            "{\n  \"a\": [\n    1.0e+16,\n    1.5e-05,\n    0.25,\n    3.0,\n    7\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": \"é\\n\"\n}"
-        );
     }
 }

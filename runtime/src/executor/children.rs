@@ -226,7 +226,7 @@ fn key_text(v: Value) -> Result<String, StateFailure> {
         Value::Null => Ok("null".into()),
         Value::Bool(b) => Ok(b.to_string()),
         Value::Number(n) => Ok(match n.as_f64() {
-            Some(f) if n.is_f64() => flatmachines_compiler::pyfmt::float_repr(f),
+            Some(f) if n.is_f64() => flatmachines_ir::pyfmt::float_repr(f),
             _ => n.to_string(),
         }),
         other => Err(StateFailure::new(
@@ -653,7 +653,7 @@ impl Run<'_> {
                 machine_name: name.to_string(),
                 machine,
                 config_path: entry.and_then(|e| e.path.clone()),
-                document: entry.and_then(|e| e.document.clone()),
+                document: entry.and_then(|e| e.document.get()),
                 input: input.clone(),
                 execution_id: id.clone(),
                 parent_execution_id: self.execution_id.clone(),

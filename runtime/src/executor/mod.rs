@@ -148,10 +148,7 @@ pub(crate) async fn run_inherited(
 impl Run<'_> {
     async fn execute(&mut self, input: Value, opts: &RunOptions) -> Result<Value, Error> {
         let def = self.def;
-        let max_steps = opts
-            .max_steps
-            .or_else(|| def.settings.get("max_steps").and_then(Value::as_u64))
-            .unwrap_or(1000);
+        let max_steps = opts.max_steps.or(def.limits.max_steps).unwrap_or(1000);
         let mut current = match &opts.resume_from {
             Some(id) => {
                 let resumed = checkpoint::resume(self, id).await?;
@@ -249,7 +246,7 @@ impl Run<'_> {
             {
                 break;
             }
-            current = self.next_state(state)?;
+            current = self.next_state(idx, state)?;
             if let (Some(next), Some(h)) = (current, &self.hooks) {
                 let target = def.states[next].name.as_str();
                 current = match h
@@ -409,7 +406,11 @@ impl Run<'_> {
         self.def.states.iter().position(|s| s.name == name)
     }
 
-    fn next_state(&self, state: &StateDef) -> Result<Option<usize>, Error> {
+    fn next_state(&self, idx: usize, state: &StateDef) -> Result<Option<usize>, Error> {
+        // A compiled machine moves through its generated transition function.
+        if let Some(next) = self.def.next {
+            return next(idx, &self.context);
+        }
         for t in &state.transitions {
             let matched = t
                 .condition

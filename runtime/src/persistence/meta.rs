@@ -108,6 +108,7 @@ pub(crate) fn check_pointer(bytes: &[u8]) -> Result<(), String> {
 }
 
 /// The execution id a key belongs to: the part before the first `/`.
+#[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 pub(crate) fn execution_id_of(key: &str) -> &str {
     key.split_once('/').map_or(key, |(id, _)| id)
 }

@@ -14,10 +14,12 @@ mod contract_tests;
 pub mod local;
 pub mod memory;
 mod meta;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub use config_store::config_hash;
 pub use local::{LocalFileBackend, LocalFileConfigStore, LocalFileLock};
 pub use memory::{MemoryBackend, MemoryConfigStore, NoOpLock};
+#[cfg(feature = "sqlite")]
 pub use sqlite::{
     LeaseOptions, SqliteBackend, SqliteConfigStore, SqliteLeaseLock, resolve_db_path,
 };
@@ -61,6 +63,14 @@ pub enum PersistenceError {
         path: PathBuf,
         /// The driver's message.
         message: String,
+    },
+    /// The YAML names a backend this build of flatmachines leaves out.
+    #[error("{what} needs flatmachines' `{feature}` feature")]
+    Unavailable {
+        /// What was asked for (`persistence.backend: sqlite`).
+        what: String,
+        /// The cargo feature that brings it.
+        feature: &'static str,
     },
 }
 

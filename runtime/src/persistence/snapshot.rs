@@ -605,7 +605,7 @@ fn write_float(out: &mut Vec<u8>, f: f64) {
         write_u64(out, f.abs() as u64);
         out.extend_from_slice(b".0");
     } else {
-        out.extend_from_slice(flatmachines_compiler::pyfmt::float_repr(f).as_bytes());
+        out.extend_from_slice(flatmachines_ir::pyfmt::float_repr(f).as_bytes());
     }
 }
 

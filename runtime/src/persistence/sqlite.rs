@@ -741,22 +741,26 @@ impl SqliteConfigStore {
 
 /// `data.name` and `spec_version` of a machine config, kept with their YAML types as the
 /// reference's `sqlite3` binding would store them.
+///
+/// The configs flatmachines writes are JSON (which is YAML); other YAML is read with the
+/// loader when the `loader` feature is on, else the columns stay null.
 fn config_columns(raw: &str) -> (SqlValue, SqlValue) {
-    use flatmachines_compiler::diag::Diagnostics;
-    use flatmachines_compiler::source::{FileId, SourceFile};
-    use flatmachines_compiler::yaml::{self, Node, Value};
-
-    fn column(node: Option<&Node>) -> SqlValue {
-        match node.map(|n| &n.value) {
-            Some(Value::Str(s)) => SqlValue::Text(s.clone()),
-            Some(Value::Int(i)) => SqlValue::Integer(*i),
-            Some(Value::Float(f)) => SqlValue::Real(*f),
+    fn column(v: Option<&serde_json::Value>) -> SqlValue {
+        use serde_json::Value;
+        match v {
+            Some(Value::String(s)) => SqlValue::Text(s.clone()),
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(i) => SqlValue::Integer(i),
+                None => n.as_f64().map_or(SqlValue::Null, SqlValue::Real),
+            },
             Some(Value::Bool(b)) => SqlValue::Integer(i64::from(*b)),
             _ => SqlValue::Null,
         }
     }
-    let file = SourceFile::new(PathBuf::new(), String::new(), raw.to_owned());
-    let Some(root) = yaml::parse(&file, FileId(0), &mut Diagnostics::default()) else {
+    let parsed = serde_json::from_str::<serde_json::Value>(raw).ok();
+    #[cfg(feature = "loader")]
+    let parsed = parsed.or_else(|| crate::loader::yaml_to_json(raw));
+    let Some(root) = parsed else {
         return (SqlValue::Null, SqlValue::Null);
     };
     (

@@ -139,7 +139,7 @@ impl Templates {
         if !is_template(s) {
             // Python's `str.strip()` also strips U+001C..U+001F, which Rust's `trim` keeps.
             let trimmed = s.trim_matches(env::is_py_space);
-            return Ok(match flatmachines_compiler::check::is_bare_path(trimmed) {
+            return Ok(match flatmachines_ir::bare_path(trimmed) {
                 Some(path) => walk(path, vars).cloned().unwrap_or(Json::Null),
                 None => v.clone(),
             });

@@ -79,7 +79,7 @@ impl Prepared {
         };
         if !is_template(s) {
             let trimmed = s.trim_matches(is_py_space);
-            return match flatmachines_compiler::check::is_bare_path(trimmed) {
+            return match flatmachines_ir::bare_path(trimmed) {
                 Some(path) => Prepared(Kind::Path(split(path))),
                 None => Prepared(Kind::Literal(v.clone())),
             };

@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 
-use flatmachines_compiler::pyfmt::float_repr;
+use flatmachines_ir::pyfmt::float_repr;
 use minijinja::value::{Value as MjValue, ValueKind};
 use serde_json::Value as Json;
 

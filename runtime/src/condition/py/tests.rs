@@ -1,5 +1,5 @@
 use super::*;
-use flatmachines_compiler::expr::simple::parse;
+use flatmachines_ir::expr::simple::parse;
 use serde_json::json;
 
 fn j(v: &Value) -> PyValue<'_> {
