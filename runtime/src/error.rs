@@ -1,16 +1,56 @@
 //! The errors a run can end with. Each names the machine and, where there is one, the state.
 
+/// How bad a [`Diagnostic`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Severity {
+    /// The machine is refused.
+    Error,
+    /// Reported; the machine still runs.
+    Warning,
+}
+
+/// One problem the compiler's checks found in a machine: what `flatmachines check --format
+/// json` prints for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Diagnostic {
+    /// The stable code, e.g. `FM0102` (`docs/diagnostics.md`).
+    pub code: String,
+    /// Error or warning.
+    pub severity: Severity,
+    /// The one-line message.
+    pub message: String,
+    /// How to fix it, when there is something to say.
+    pub help: Option<String>,
+    /// The file, as displayed, when the diagnostic has a location.
+    pub file: Option<String>,
+    /// 1-based line.
+    pub line: Option<u32>,
+    /// 1-based column.
+    pub column: Option<u32>,
+}
+
+impl Diagnostic {
+    /// Whether it refuses the machine.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
 /// Why a machine could not be loaded or a run failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The machine does not pass the compiler's checks.
-    #[error("machine `{machine}` has errors:\n{diagnostics}")]
+    /// The machine does not pass the compiler's checks (or, for a definition built without
+    /// them, cannot be instantiated).
+    #[error("machine `{machine}` has errors:\n{rendered}")]
     Invalid {
         /// The machine file or name.
         machine: String,
-        /// The rendered diagnostics, as `flatmachines check` prints them.
-        diagnostics: String,
+        /// Every diagnostic, errors and warnings, in the order `flatmachines check` prints them.
+        diagnostics: Vec<Diagnostic>,
+        /// The diagnostics rendered as `flatmachines check` prints them (rustc style).
+        rendered: String,
     },
     /// An error inside a state that no `on_error` recovered.
     #[error("machine `{machine}`, state `{state}`: {kind}: {message}")]
@@ -116,6 +156,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// An [`Error::Invalid`] with one diagnostic and no source location.
+    pub(crate) fn invalid(
+        machine: impl Into<String>,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        let d = Diagnostic {
+            code: code.to_string(),
+            severity: Severity::Error,
+            message: message.into(),
+            help: None,
+            file: None,
+            line: None,
+            column: None,
+        };
+        Error::Invalid {
+            machine: machine.into(),
+            rendered: format!("error[{}]: {}\n", d.code, d.message),
+            diagnostics: vec![d],
+        }
+    }
+
     /// The error class name, for errors raised inside a state.
     pub fn kind(&self) -> Option<&str> {
         match self {

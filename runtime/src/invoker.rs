@@ -31,10 +31,7 @@
 //! # drop(rt);
 //! ```
 
-use crate::executor::Inherited;
-use crate::machine::Machine;
 use crate::results::{ResultBackend, ResultError, result_uri};
-use crate::runtime::Runtime;
 use async_trait::async_trait;
 use serde_json::Value;
 use std::future::Future;
@@ -48,8 +45,6 @@ use tokio::task::JoinHandle;
 pub struct LaunchRequest {
     /// The name the parent's `machines:` gives it.
     pub machine_name: String,
-    /// The machine, loaded and checked.
-    pub machine: Machine,
     /// The file it was loaded from (`None` for an inline document).
     pub config_path: Option<PathBuf>,
     /// Its document as JSON (`None` if only the file is known).
@@ -62,13 +57,19 @@ pub struct LaunchRequest {
     pub parent_execution_id: String,
 }
 
-/// What an invoker may use of the launching run.
+/// A launched machine run in this process: the future that runs it and writes its result.
+pub type InlineRun = std::pin::Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// What an invoker may use of the launching run: its result backend, its directory, background
+/// tasks it awaits, and — through a narrow callback the executor provides — running a launched
+/// machine in this process.
 pub struct LaunchContext<'a> {
     pub(crate) results: Arc<dyn ResultBackend>,
     pub(crate) config_dir: &'a Path,
     pub(crate) spawned: Mutex<Vec<JoinHandle<()>>>,
-    pub(crate) runtime: Arc<Runtime>,
-    pub(crate) inherited: Inherited,
+    /// Builds the in-process run of a request (the child machine with the parent's adapters,
+    /// persistence and result backend).
+    pub(crate) run_inline: &'a (dyn Fn(LaunchRequest) -> InlineRun + Send + Sync),
 }
 
 impl LaunchContext<'_> {
@@ -90,6 +91,14 @@ impl LaunchContext<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(handle);
+    }
+
+    /// Runs `request` in a tokio task of this process, as [`InlineInvoker`] does: the child
+    /// shares the parent's adapters, hooks registry, persistence and result backend, and the
+    /// launching run awaits it before it returns.
+    pub fn spawn_inline(&self, request: LaunchRequest) {
+        let run = (self.run_inline)(request);
+        self.spawn(run);
     }
 
     pub(crate) fn take_spawned(&self) -> Vec<JoinHandle<()>> {

@@ -24,14 +24,17 @@ mod loader;
 mod machine;
 mod peers;
 pub mod persistence;
+pub mod py;
 pub mod results;
 mod runtime;
 mod state;
 mod strategy;
 pub mod template;
+#[cfg(feature = "loader")]
+mod yaml;
 
 pub use async_trait::async_trait;
-pub use error::Error;
+pub use error::{Diagnostic, Error, Severity};
 pub use flatmachines_macros::{flatmachine, include_machine};
 pub use machine::Machine;
 pub use runtime::{RunOptions, Runtime, RuntimeBuilder};

@@ -14,12 +14,35 @@ use std::path::Path;
 fn checked(input: Input<'_>, options: &LoadOptions, label: &str) -> Result<Machine, Error> {
     let checked = flatmachines_compiler::check_input(input, options);
     if checked.has_errors() {
-        return Err(Error::Invalid {
-            machine: label.to_string(),
-            diagnostics: checked.render(),
-        });
+        return Err(invalid(label, &checked));
     }
     Machine::from_bundle(&flatmachines_compiler::lower::lower(&checked.project), None)
+}
+
+/// The checks' verdict on a refused machine, structured and rendered.
+fn invalid(label: &str, checked: &flatmachines_compiler::Checked) -> Error {
+    use crate::error::{Diagnostic, Severity};
+    use flatmachines_compiler::diag::Severity as CompilerSeverity;
+    Error::Invalid {
+        machine: label.to_string(),
+        diagnostics: checked
+            .to_json()
+            .into_iter()
+            .map(|d| Diagnostic {
+                code: d.code.to_string(),
+                severity: match d.severity {
+                    CompilerSeverity::Error => Severity::Error,
+                    CompilerSeverity::Warning => Severity::Warning,
+                },
+                message: d.message,
+                help: d.help,
+                file: d.file,
+                line: d.line,
+                column: d.column,
+            })
+            .collect(),
+        rendered: checked.render(),
+    }
 }
 
 /// See [`Machine::from_file`].
@@ -51,51 +74,54 @@ pub(crate) fn child_at_run_time(
     profiles: Option<&Value>,
 ) -> Result<Machine, ChildLoadError> {
     if !path.is_file() {
-        return Err(ChildLoadError {
-            kind: "FileNotFoundError",
-            message: format!("Machine config file not found: {}", path.display()),
-        });
+        return Err(ChildLoadError::new(
+            "FileNotFoundError",
+            format!("Machine config file not found: {}", path.display()),
+        ));
     }
     let checked = flatmachines_compiler::check_input(Input::File(path), &LoadOptions::default());
     if checked.has_errors() {
-        return Err(ChildLoadError {
-            kind: "ValueError",
-            message: format!(
+        return Err(ChildLoadError::new(
+            "ValueError",
+            format!(
                 "machine `{}` has errors:\n{}",
                 path.display(),
                 checked.render()
             ),
-        });
+        ));
     }
     let bundle = flatmachines_compiler::lower::lower(&checked.project);
-    Machine::from_bundle_inheriting(&bundle, None, profiles).map_err(|e| ChildLoadError {
-        kind: "ValueError",
-        message: e.to_string(),
-    })
+    Machine::from_bundle_inheriting(&bundle, None, profiles)
+        .map_err(|e| ChildLoadError::new("ValueError", e.to_string()))
 }
 
-/// A YAML document as JSON, as the reference's `yaml.safe_load` would see it; `None` when it
-/// does not parse. (Agent files and profiles named at run time, configs written by the
-/// reference.)
-#[cfg_attr(not(any(feature = "http", feature = "sqlite")), allow(dead_code))]
-pub(crate) fn yaml_to_json(text: &str) -> Option<Value> {
-    use flatmachines_compiler::source::{SourceFile, SourceMap};
-    let mut map = SourceMap::new();
-    let id = map.add(SourceFile::new(
-        "document".into(),
-        "document".into(),
-        text.to_string(),
-    ));
-    let mut diags = flatmachines_compiler::diag::Diagnostics::new();
-    flatmachines_compiler::yaml::parse(map.get(id), id, &mut diags).map(|n| n.to_json())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Severity;
 
-/// The `data` of a profiles document (the whole document when it has no `spec`).
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn profiles_from_text(text: &str) -> Option<Value> {
-    let doc = yaml_to_json(text)?;
-    match doc.get("data") {
-        Some(d) if doc.get("spec").is_some() => Some(d.clone()),
-        _ => Some(doc),
+    #[test]
+    fn a_refused_machine_carries_its_diagnostics() {
+        let yaml = "spec: flatmachine\ndata:\n  name: typo\n  states:\n    start:\n      type: initial\n      transitions:\n        - to: dnoe\n    done: {type: final}\n";
+        let err = from_yaml(yaml, Path::new(".")).unwrap_err();
+        let Error::Invalid {
+            machine,
+            diagnostics,
+            rendered,
+        } = &err
+        else {
+            panic!("{err}");
+        };
+        assert_eq!(machine, "<inline>");
+        let d = diagnostics
+            .iter()
+            .find(|d| d.code == "FM0102")
+            .expect("the unknown target");
+        assert_eq!(d.severity, Severity::Error);
+        assert_eq!((d.line, d.column), (Some(8), Some(15)));
+        assert!(d.message.contains("dnoe"), "{}", d.message);
+        assert_eq!(d.help.as_deref(), Some("did you mean `done`?"));
+        assert!(rendered.contains("error[FM0102]"), "{rendered}");
+        assert!(err.to_string().contains("error[FM0102]"), "{err}");
     }
 }

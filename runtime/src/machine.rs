@@ -184,14 +184,9 @@ impl Builder<'_> {
         inherited: Option<u32>,
         inherited_value: Option<&Value>,
     ) -> Result<Machine, Error> {
-        let m = self
-            .bundle
-            .machines
-            .get(idx)
-            .ok_or_else(|| Error::Invalid {
-                machine: "<unknown>".into(),
-                diagnostics: "the machine could not be loaded".into(),
-            })?;
+        let m = self.bundle.machines.get(idx).ok_or_else(|| {
+            Error::invalid("<unknown>", "FM0003", "the machine could not be loaded")
+        })?;
         let next = self.compiled.and_then(|fns| fns.get(idx).copied());
         let mut def = instantiate(self.bundle, m, next)?;
         let effective = m.profiles.or(inherited);
@@ -258,9 +253,13 @@ fn instantiate(
         m.conditions
             .iter()
             .map(|src| {
-                Condition::compile(src, engine).map_err(|e| Error::Invalid {
-                    machine: m.name.to_string(),
-                    diagnostics: format!("condition `{src}`: {e}"),
+                Condition::compile(src, engine).map_err(|e| {
+                    // The code the compiler gives the same defect.
+                    let code = match engine {
+                        Engine::Cel => "FM0303",
+                        Engine::Simple => "FM0302",
+                    };
+                    Error::invalid(&*m.name, code, format!("condition `{src}`: {e}"))
                 })
             })
             .collect::<Result<_, _>>()?

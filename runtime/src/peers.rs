@@ -66,11 +66,7 @@ impl ChildDocument {
 }
 
 /// Why a child machine cannot be used, as the reference's exception class and message.
-#[derive(Clone, Debug)]
-pub(crate) struct ChildLoadError {
-    pub kind: &'static str,
-    pub message: String,
-}
+pub(crate) use crate::py::Exception as ChildLoadError;
 
 impl ChildMachines {
     /// The entry named `name` (the first one, as in a YAML map with unique keys).
@@ -80,11 +76,11 @@ impl ChildMachines {
 
     /// The lowered machine named `name`, loading it from disk if the compiler did not.
     pub(crate) fn machine(&self, name: &str) -> Result<&Machine, ChildLoadError> {
-        let entry = self.get(name).ok_or_else(|| ChildLoadError {
-            kind: "ValueError",
-            message: format!(
-                "Unknown machine reference: {name}. Check 'machines:' section in config."
-            ),
+        let entry = self.get(name).ok_or_else(|| {
+            ChildLoadError::new(
+                "ValueError",
+                format!("Unknown machine reference: {name}. Check 'machines:' section in config."),
+            )
         })?;
         entry.machine().as_ref().map_err(Clone::clone)
     }
@@ -94,10 +90,10 @@ impl ChildEntry {
     fn machine(&self) -> &Result<Machine, ChildLoadError> {
         self.machine.get_or_init(|| match &self.path {
             Some(path) => load_at_run_time(path, self.inherited_profiles.as_ref()),
-            None => Err(ChildLoadError {
-                kind: "ValueError",
-                message: format!("machine `{}` could not be loaded", self.name),
-            }),
+            None => Err(ChildLoadError::new(
+                "ValueError",
+                format!("machine `{}` could not be loaded", self.name),
+            )),
         })
     }
 }
@@ -117,14 +113,14 @@ fn load_at_run_time(
     path: &std::path::Path,
     _profiles: Option<&Value>,
 ) -> Result<Machine, ChildLoadError> {
-    Err(ChildLoadError {
-        kind: "ValueError",
-        message: format!(
+    Err(ChildLoadError::new(
+        "ValueError",
+        format!(
             "machine `{}` was not compiled with its parent, and flatmachines was built without \
              the `loader` feature that reads machines at run time",
             path.display()
         ),
-    })
+    ))
 }
 
 /// `mode:` of a parallel `machine:` list or a `foreach:`.

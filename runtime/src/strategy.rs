@@ -1,7 +1,6 @@
 //! Execution types for agent calls (`execution.md` §11): default, retry, parallel, mdap_voting.
 
 use crate::agent::{AgentExecutor, AgentFailure, AgentResult, BoxFuture};
-use crate::condition::{PyValue, py_truthy};
 use crate::executor::StateFailure;
 use flatmachines_ir::Execution;
 use serde_json::{Value, json};
@@ -152,7 +151,7 @@ async fn retry(
                     }
                     break;
                 }
-                if retry_on_empty && !py_truthy(&PyValue::from(&r.output_payload())) {
+                if retry_on_empty && !crate::py::truthy(&r.output_payload()) {
                     last_exception =
                         Some(AgentFailure::new("ValueError", "Empty response from agent"));
                     if i < backoffs.len() {

@@ -115,7 +115,7 @@ impl AgentAdapter for FlatAgentAdapter {
 fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AgentFailure::new("FileNotFoundError", format!("{}: {e}", path.display())))?;
-    crate::loader::yaml_to_json(&text)
+    crate::yaml::yaml_to_json(&text)
         .ok_or_else(|| AgentFailure::new("ValueError", format!("cannot parse {}", path.display())))
 }
 
@@ -135,7 +135,7 @@ fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
 /// `profiles.yml` in `dir`, as the `data` map of the profiles document.
 #[cfg(feature = "loader")]
 fn profiles_near(dir: &std::path::Path) -> Option<Value> {
-    crate::loader::profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
+    crate::yaml::profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
 }
 
 #[cfg(not(feature = "loader"))]

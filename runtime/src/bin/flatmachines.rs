@@ -151,8 +151,8 @@ struct RunArgs {
 fn load_machine(config: &Path) -> Result<Machine, String> {
     match Machine::from_file(config) {
         Ok(m) => Ok(m),
-        Err(flatmachines::Error::Invalid { diagnostics, .. }) => {
-            eprint!("{diagnostics}");
+        Err(flatmachines::Error::Invalid { rendered, .. }) => {
+            eprint!("{rendered}");
             Err(format!("{} does not pass the checks", config.display()))
         }
         Err(e) => Err(first_line(&e.to_string())),
@@ -194,8 +194,8 @@ async fn machine_from_store(backend: &SqliteBackend, id: &str) -> Result<Machine
     let dir = std::env::current_dir().map_err(|e| format!("the working directory: {e}"))?;
     match Machine::from_yaml(&raw, &dir) {
         Ok(m) => Ok(m),
-        Err(flatmachines::Error::Invalid { diagnostics, .. }) => {
-            eprint!("{diagnostics}");
+        Err(flatmachines::Error::Invalid { rendered, .. }) => {
+            eprint!("{rendered}");
             Err(format!(
                 "the stored config {hash} of execution {id} does not pass the checks"
             ))

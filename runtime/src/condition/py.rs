@@ -420,7 +420,7 @@ pub fn index<'a>(v: &PyValue<'a>, i: &PyValue<'_>) -> Result<PyValue<'a>, Condit
 /// messages and rendered text quote alike).
 pub fn py_repr_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    crate::template::write_str_repr(&mut out, s);
+    crate::py::repr::write_str_repr(&mut out, s);
     out
 }
 

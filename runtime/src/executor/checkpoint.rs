@@ -3,6 +3,7 @@
 
 use super::{LaunchIntent, Run};
 use crate::error::Error;
+use crate::executor::env::Runtime;
 use crate::machine::MachineDef;
 use crate::persistence::local::{LocalFileBackend, LocalFileLock};
 /// Re-exported for child machines, which check whether a child already has checkpoints.
@@ -12,7 +13,6 @@ use crate::persistence::{
     BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, MemoryBackend, NoOpLock,
     PersistenceError, SnapshotFields,
 };
-use crate::runtime::Runtime;
 use serde_json::{Map, Value};
 use std::ops::Range;
 use std::sync::Arc;

@@ -15,13 +15,14 @@
 //! `flatagents://<id>/result` of the runtime's result backend.
 
 use super::checkpoint::{self, Event};
+use super::env::{RunOptions, Runtime};
 use super::{Inherited, LaunchIntent, Run, StateFailure, new_execution_id, run_inherited};
 use crate::error::Error;
-use crate::invoker::{LaunchContext, LaunchRequest};
+use crate::invoker::{InlineRun, LaunchContext, LaunchRequest};
 use crate::machine::{Machine, MachineDef, StateDef};
 use crate::peers::{Call, ChildLoadError, Mode};
+use crate::py::{class_name, truthy};
 use crate::results::result_uri;
-use crate::runtime::{RunOptions, Runtime};
 use crate::template::Vars;
 use serde_json::{Map, Value};
 use std::future::Future;
@@ -130,7 +131,7 @@ impl ChildFailure {
 impl From<ChildLoadError> for ChildFailure {
     fn from(e: ChildLoadError) -> Self {
         ChildFailure {
-            kind: e.kind.into(),
+            kind: e.kind,
             message: e.message,
         }
     }
@@ -173,51 +174,6 @@ pub(crate) fn run_and_write(
     })
 }
 
-impl LaunchContext<'_> {
-    /// Runs `request` in a tokio task of this process ([`InlineInvoker`](crate::invoker::InlineInvoker)).
-    pub(crate) fn spawn_inline(&self, request: LaunchRequest) {
-        let opts = RunOptions {
-            execution_id: Some(request.execution_id),
-            parent_execution_id: Some(request.parent_execution_id),
-            ..RunOptions::default()
-        };
-        let child = run_and_write(
-            self.runtime.clone(),
-            request.machine,
-            request.input,
-            opts,
-            self.inherited.clone(),
-        );
-        self.spawn(async move {
-            let _ = child.await;
-        });
-    }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
-/// Python's class name of a JSON value, for "must yield a list, got <class '…'>".
-fn py_class(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "NoneType",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
-        Value::Number(_) => "int",
-        Value::String(_) => "str",
-        Value::Array(_) => "list",
-        Value::Object(_) => "dict",
-    }
-}
-
 /// A rendered `key` as a map key: strings as they are, other scalars as JSON prints a Python
 /// dict key (`None` → `null`, `True` → `true`, `1.5` → `1.5`).
 fn key_text(v: Value) -> Result<String, StateFailure> {
@@ -231,7 +187,7 @@ fn key_text(v: Value) -> Result<String, StateFailure> {
         }),
         other => Err(StateFailure::new(
             "TypeError",
-            format!("unhashable type: '{}'", py_class(&other)),
+            format!("unhashable type: '{}'", class_name(&other)),
         )),
     }
 }
@@ -418,7 +374,7 @@ impl Run<'_> {
                     "ValueError",
                     format!(
                         "foreach expression must yield a list, got <class '{}'>",
-                        py_class(&other)
+                        class_name(&other)
                     ),
                 ));
             }
@@ -639,19 +595,41 @@ impl Run<'_> {
         }
         let index = self.state_index(state);
         self.save_outbox(index).await?;
+        // What an invoker that runs the child in this process calls (`LaunchContext::spawn_inline`).
+        let (runtime, inherited) = (self.child_runtime(), self.inherited());
+        let machines: Vec<(String, Machine)> = fresh
+            .iter()
+            .map(|(name, machine, _)| (name.to_string(), machine.clone()))
+            .collect();
+        let run_inline = move |request: LaunchRequest| -> InlineRun {
+            let machine = machines
+                .iter()
+                .find(|(n, _)| *n == request.machine_name)
+                .map(|(_, m)| m.clone());
+            let opts = RunOptions {
+                execution_id: Some(request.execution_id),
+                parent_execution_id: Some(request.parent_execution_id),
+                ..RunOptions::default()
+            };
+            let child = machine
+                .map(|m| run_and_write(runtime.clone(), m, request.input, opts, inherited.clone()));
+            Box::pin(async move {
+                if let Some(child) = child {
+                    let _ = child.await;
+                }
+            })
+        };
         let cx = LaunchContext {
             results: self.rt.results.clone(),
             config_dir: &def.config_dir,
             spawned: Mutex::new(Vec::new()),
-            runtime: self.child_runtime(),
-            inherited: self.inherited(),
+            run_inline: &run_inline,
         };
         let mut failure = None;
-        for (name, machine, id) in fresh {
+        for (name, _, id) in fresh {
             let entry = def.children.get(name);
             let request = LaunchRequest {
                 machine_name: name.to_string(),
-                machine,
                 config_path: entry.and_then(|e| e.path.clone()),
                 document: entry.and_then(|e| e.document.get()),
                 input: input.clone(),

@@ -1,31 +1,18 @@
 //! The main loop (`execution.md` §1–8): one executor for compiled and interpreted machines.
 
 use crate::agent::{AdapterContext, AgentExecutor};
-use crate::condition::{PyValue, py_truthy};
 use crate::error::Error;
 use crate::hooks::MachineHooks;
 use crate::machine::{Machine, MachineDef, OnErrorDef, StateDef};
-use crate::runtime::{RunOptions, Runtime};
 use crate::strategy;
 use crate::template::{Prepared, Vars};
+use env::{RunOptions, Runtime};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
-/// An error raised inside a state, before `on_error` decides what happens.
-#[derive(Debug)]
-pub(crate) struct StateFailure {
-    pub kind: String,
-    pub message: String,
-}
-
-impl StateFailure {
-    pub(crate) fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
-        StateFailure {
-            kind: kind.into(),
-            message: message.into(),
-        }
-    }
-}
+/// An error raised inside a state, before `on_error` decides what happens: a Python exception's
+/// class and message.
+pub(crate) use crate::py::Exception as StateFailure;
 
 /// A template that fails to render fails the state with the template's exception class.
 impl From<crate::template::TemplateError> for StateFailure {
@@ -36,6 +23,7 @@ impl From<crate::template::TemplateError> for StateFailure {
 
 pub(crate) mod checkpoint;
 mod children;
+pub(crate) mod env;
 
 pub(crate) use checkpoint::Event;
 
@@ -221,7 +209,7 @@ impl Run<'_> {
             };
             if state.is_final
                 && let Some(out) = &output
-                && py_truthy(&PyValue::from(out))
+                && crate::py::truthy(out)
             {
                 final_output = out.clone();
             }

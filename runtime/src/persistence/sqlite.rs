@@ -759,7 +759,7 @@ fn config_columns(raw: &str) -> (SqlValue, SqlValue) {
     }
     let parsed = serde_json::from_str::<serde_json::Value>(raw).ok();
     #[cfg(feature = "loader")]
-    let parsed = parsed.or_else(|| crate::loader::yaml_to_json(raw));
+    let parsed = parsed.or_else(|| crate::yaml::yaml_to_json(raw));
     let Some(root) = parsed else {
         return (SqlValue::Null, SqlValue::Null);
     };

@@ -3,7 +3,7 @@
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Error, ErrorKind};
 
-use super::pyrepr::write_str_repr;
+use crate::py::repr::write_str_repr;
 
 /// A template failed to compile or render.
 ///

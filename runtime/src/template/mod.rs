@@ -69,10 +69,10 @@ mod tests;
 use minijinja::Environment;
 use serde_json::Value as Json;
 
+pub use crate::py::json::dumps;
+pub use crate::py::{py_repr, py_str};
 pub use error::TemplateError;
 pub use prepared::Prepared;
-pub(crate) use pyrepr::write_str_repr;
-pub use pyrepr::{dumps, py_repr, py_str};
 
 /// The template machinery of one machine (or one agent): a Jinja environment configured like
 /// the reference's, and a cache of compiled templates keyed by their source text, so a

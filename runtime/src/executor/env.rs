@@ -1,0 +1,55 @@
+//! The [`Runtime`] value the engine runs with: the adapters, hooks, backends, result backend and
+//! invoker that every run shares, and the [`RunOptions`] of one run. The public entry points
+//! that build a runtime and start runs live one layer up, in `runtime.rs`.
+
+use crate::agent::AdapterRegistry;
+use crate::hooks::{HooksRegistry, MachineHooks};
+use crate::invoker::Invoker;
+use crate::persistence::{CheckpointBackend, ConfigStore, ExecutionLock};
+use crate::results::ResultBackend;
+use std::sync::Arc;
+
+/// Options of one run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// At most this many states execute (default: `settings.max_steps`, else 1000).
+    pub max_steps: Option<u64>,
+    /// Stop once adapters have reported this many API calls.
+    pub max_agent_calls: Option<i64>,
+    /// The execution id (default: a new UUID).
+    pub execution_id: Option<String>,
+    /// The parent's execution id, for child machines.
+    pub parent_execution_id: Option<String>,
+    /// Resume this execution from its latest checkpoint instead of starting afresh
+    /// (`persistence.md` §8); the input is then ignored.
+    pub resume_from: Option<String>,
+}
+
+/// Adapters, hooks and settings shared by runs. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(crate) adapters: AdapterRegistry,
+    pub(crate) hooks: Option<Arc<dyn MachineHooks>>,
+    pub(crate) hooks_registry: Arc<HooksRegistry>,
+    /// A checkpoint backend for every run, overriding `data.persistence.backend`.
+    pub(crate) checkpoint_backend: Option<Arc<dyn CheckpointBackend>>,
+    /// An execution lock for every run, overriding the one `data.persistence` implies.
+    pub(crate) lock: Option<Arc<dyn ExecutionLock>>,
+    /// A config store for every run (else the SQLite backend's own, else none).
+    pub(crate) config_store: Option<Arc<dyn ConfigStore>>,
+    /// Distinguishes runtimes in per-machine caches (their adapters may differ).
+    pub(crate) id: u64,
+    /// Where child machines write their results (`parallel-and-launch.md` §8).
+    pub(crate) results: Arc<dyn ResultBackend>,
+    /// Starts `launch:` machines (`parallel-and-launch.md` §7).
+    pub(crate) invoker: Arc<dyn Invoker>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("adapters", &self.adapters)
+            .field("hooks_registry", &self.hooks_registry)
+            .finish_non_exhaustive()
+    }
+}
