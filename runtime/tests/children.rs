@@ -2,9 +2,6 @@
 //! `launch:`, result shapes, error entries, modes and timeouts, lineage, the result backend, the
 //! outbox across a crash, invokers, and the compile-time checks of child machines.
 
-use flatmachines::agent::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
-};
 use flatmachines::hooks::MachineHooks;
 use flatmachines::invoker::{
     InlineInvoker, InvokeError, Invoker, LaunchContext, LaunchRequest, Queue, QueueInvoker,
@@ -13,102 +10,28 @@ use flatmachines::invoker::{
 use flatmachines::persistence::{CheckpointBackend, MemoryBackend};
 use flatmachines::results::{InMemoryResultBackend, ResultBackend, result_uri};
 use flatmachines::{Error, Machine, RunOptions, Runtime};
+use flatmachines_testkit::{FnAdapter, TempDir};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A scratch folder for machine files, removed at the end of the test.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fm-children-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn machine(&self, name: &str, text: &str) -> Machine {
-        let path = self.write(name, text);
-        Machine::from_file(&path).unwrap_or_else(|e| panic!("{e}"))
-    }
+fn scratch() -> TempDir {
+    TempDir::with_prefix("fm-children-")
 }
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Counts calls and the most calls in flight at once.
-#[derive(Default)]
-struct Tracker {
-    calls: AtomicUsize,
-    current: AtomicUsize,
-    max: AtomicUsize,
+/// Writes `text` to `dir/name` and loads it as a machine.
+fn load(dir: &TempDir, name: &str, text: &str) -> Machine {
+    let path = dir.write(name, text);
+    Machine::from_file(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `type: slow`: sleeps `input.ms` milliseconds, then fails with `input.fail` (class
-/// `input.kind`, default `ValueError`) if given, else returns the input as output.
-#[derive(Clone, Default)]
-struct Slow(Arc<Tracker>);
-
-struct SlowExecutor(Arc<Tracker>);
-
-impl AgentAdapter for Slow {
-    fn type_name(&self) -> &str {
-        "slow"
-    }
-    fn create_executor(
-        &self,
-        _n: &str,
-        _s: &AgentSpec,
-        _c: &AdapterContext,
-    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
-        Ok(Arc::new(SlowExecutor(self.0.clone())))
-    }
-}
-
-impl AgentExecutor for SlowExecutor {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _c: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        Box::pin(async move {
-            let t = &self.0;
-            t.calls.fetch_add(1, Ordering::SeqCst);
-            let now = t.current.fetch_add(1, Ordering::SeqCst) + 1;
-            t.max.fetch_max(now, Ordering::SeqCst);
-            let ms = match &input["ms"] {
-                Value::String(s) => s.parse().unwrap_or(0),
-                v => v.as_u64().unwrap_or(0),
-            };
-            if ms > 0 {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-            }
-            t.current.fetch_sub(1, Ordering::SeqCst);
-            if let Some(msg) = input["fail"].as_str() {
-                return Err(AgentFailure::new(
-                    input["kind"].as_str().unwrap_or("ValueError"),
-                    msg,
-                ));
-            }
-            Ok(AgentResult::with_output(input))
-        })
-    }
+/// `input.kind`, default `ValueError`) if given, else returns the input as output. It counts
+/// its calls and the most calls in flight at once.
+fn slow() -> FnAdapter {
+    FnAdapter::slow("slow")
 }
 
 /// A child with one `slow` agent state: input `{v, ms, fail, kind}`; output
@@ -184,9 +107,9 @@ data:
 }
 
 struct Setup {
-    _dir: Dir,
+    _dir: TempDir,
     machine: Machine,
-    tracker: Arc<Tracker>,
+    slow: FnAdapter,
     results: Arc<InMemoryResultBackend>,
     rt: Runtime,
 }
@@ -196,20 +119,20 @@ fn setup(states: &str) -> Setup {
 }
 
 fn setup_with(states: &str, extra: &str) -> Setup {
-    let dir = Dir::new("t");
+    let dir = scratch();
     dir.write("worker.yml", WORKER);
     dir.write("echo.yml", ECHO);
-    let machine = dir.machine("machine.yml", &parent(states, extra));
-    let tracker = Arc::new(Tracker::default());
+    let machine = load(&dir, "machine.yml", &parent(states, extra));
+    let slow = slow();
     let results = Arc::new(InMemoryResultBackend::new());
     let rt = Runtime::builder()
-        .adapter(Slow(tracker.clone()))
+        .adapter(slow.clone())
         .result_backend(results.clone())
         .build();
     Setup {
         _dir: dir,
         machine,
-        tracker,
+        slow,
         results,
         rt,
     }
@@ -330,7 +253,7 @@ async fn parallel_settled_is_keyed_by_name_in_list_order_with_error_entries() {
     assert_eq!(keys, ["other", "worker"]);
     assert_eq!(out["r"]["other"]["v"], "x");
     // Both ran at once.
-    assert_eq!(s.tracker.max.load(Ordering::SeqCst), 2);
+    assert_eq!(s.slow.max_in_flight(), 2);
 
     let s = setup(
         r#"
@@ -386,7 +309,7 @@ async fn a_repeated_name_runs_one_child() {
     );
     let out = run(&s, json!({})).await;
     assert_eq!(out["r"].as_object().unwrap().len(), 1);
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(s.slow.calls(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -530,7 +453,7 @@ async fn foreach_without_key_is_a_list_in_item_order() {
         .map(|r| &r["v"])
         .collect();
     assert_eq!(vs, ["0", "1", "2"]);
-    assert_eq!(s.tracker.max.load(Ordering::SeqCst), 3);
+    assert_eq!(s.slow.max_in_flight(), 3);
 }
 
 #[tokio::test]
@@ -613,7 +536,7 @@ async fn foreach_duplicate_keys_run_the_last_item_in_the_first_position() {
     let r = out["r"].as_object().unwrap();
     assert_eq!(r.keys().collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(r["a"]["v"], "3");
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(s.slow.calls(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -683,11 +606,11 @@ async fn max_concurrent_children_bounds_how_many_run_at_once() {
     let s = setup_with(states, "  settings: {max_concurrent_children: 3}");
     let out = run(&s, items.clone()).await;
     assert_eq!(out["r"].as_array().unwrap().len(), 20);
-    assert_eq!(s.tracker.max.load(Ordering::SeqCst), 3);
+    assert_eq!(s.slow.max_in_flight(), 3);
     // Default: unbounded, like the reference.
     let s = setup(states);
     run(&s, items).await;
-    assert_eq!(s.tracker.max.load(Ordering::SeqCst), 20);
+    assert_eq!(s.slow.max_in_flight(), 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,8 +635,8 @@ async fn foreach_over_ten_thousand_items_with_bounded_concurrency() {
             .enumerate()
             .all(|(i, r)| r["v"].as_str().and_then(|v| v.parse().ok()) == Some(i))
     );
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), n);
-    assert!(s.tracker.max.load(Ordering::SeqCst) <= 64);
+    assert_eq!(s.slow.calls(), n);
+    assert!(s.slow.max_in_flight() <= 64);
     assert_eq!(s.results.len(), n);
 }
 
@@ -721,7 +644,7 @@ async fn foreach_over_ten_thousand_items_with_bounded_concurrency() {
 
 #[tokio::test]
 async fn grandchildren_run_and_record_their_lineage() {
-    let dir = Dir::new("nested");
+    let dir = scratch();
     dir.write("worker.yml", WORKER);
     dir.write(
         "middle.yml",
@@ -745,7 +668,8 @@ data:
       output: {r: context.r, id: context.machine.execution_id}
 "#,
     );
-    let m = dir.machine(
+    let m = load(
+        &dir,
         "machine.yml",
         r#"
 spec: flatmachine
@@ -765,7 +689,7 @@ data:
       output: {r: context.r}
 "#,
     );
-    let rt = Runtime::builder().adapter(Slow::default()).build();
+    let rt = Runtime::builder().adapter(slow()).build();
     let out = rt.run(&m, json!({})).await.unwrap();
     let middle = &out["r"];
     for g in middle["r"].as_array().unwrap() {
@@ -787,10 +711,11 @@ impl MachineHooks for CountingHooks {
 #[tokio::test]
 async fn children_do_not_get_the_runtimes_explicit_hooks() {
     let hooks = CountingHooks::default();
-    let dir = Dir::new("hooks");
+    let dir = scratch();
     dir.write("worker.yml", WORKER);
     dir.write("echo.yml", ECHO);
-    let m = dir.machine(
+    let m = load(
+        &dir,
         "machine.yml",
         &parent(
             r#"
@@ -836,7 +761,7 @@ async fn launch_is_fire_and_forget_with_launched_intents_kept() {
     let mut s = setup(LAUNCHER);
     let backend = Arc::new(MemoryBackend::new());
     s.rt = Runtime::builder()
-        .adapter(Slow(s.tracker.clone()))
+        .adapter(s.slow.clone())
         .result_backend(s.results.clone())
         .checkpoint_backend(backend.clone())
         .build();
@@ -854,7 +779,7 @@ async fn launch_is_fire_and_forget_with_launched_intents_kept() {
     // `output_to_context` is not applied for a launch-only state.
     assert_eq!(out["r"], Value::Null);
     // Both launches ran (duplicates launch twice) before the run returned.
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(s.slow.calls(), 2);
     assert_eq!(s.results.len(), 2);
     let snap = latest_snapshot(&backend, "launcher-1").await;
     assert_eq!(snap["event"], "machine_end");
@@ -887,7 +812,7 @@ async fn queue_invokers_receive_the_launch() {
     let s = setup(LAUNCHER);
     let jobs = Jobs::default();
     let rt = Runtime::builder()
-        .adapter(Slow(s.tracker.clone()))
+        .adapter(s.slow.clone())
         .invoker(Queue(jobs.clone()))
         .build();
     let out = rt.run(&s.machine, json!({"p": "q"})).await.unwrap();
@@ -906,7 +831,7 @@ async fn queue_invokers_receive_the_launch() {
     assert_eq!(jobs[0].document.as_ref().unwrap()["data"]["name"], "worker");
     assert_ne!(jobs[0].execution_id, jobs[1].execution_id);
     // Nothing ran here.
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(s.slow.calls(), 0);
 }
 
 /// Refuses every launch: the process "dies" after the intent was checkpointed.
@@ -938,13 +863,13 @@ const ONE_LAUNCH: &str = r#"
       transitions: [{to: done}]"#;
 
 fn runtime(
-    tracker: &Arc<Tracker>,
+    slow: &FnAdapter,
     backend: &Arc<MemoryBackend>,
     results: &Arc<InMemoryResultBackend>,
     invoker: impl Invoker + 'static,
 ) -> Runtime {
     Runtime::builder()
-        .adapter(Slow(tracker.clone()))
+        .adapter(slow.clone())
         .checkpoint_backend(backend.clone())
         .result_backend(results.clone())
         .invoker(invoker)
@@ -960,7 +885,7 @@ async fn a_crash_between_intent_and_launch_launches_once_on_resume() {
         execution_id: Some(id.clone()),
         ..RunOptions::default()
     };
-    let crashing = runtime(&s.tracker, &backend, &s.results, CrashBeforeLaunch);
+    let crashing = runtime(&s.slow, &backend, &s.results, CrashBeforeLaunch);
     let err = crashing
         .run_with(&s.machine, json!({"p": "x"}), opts)
         .await
@@ -972,12 +897,12 @@ async fn a_crash_between_intent_and_launch_launches_once_on_resume() {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0]["launched"], false);
     let child = pending[0]["execution_id"].as_str().unwrap().to_string();
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(s.slow.calls(), 0);
 
     // A new process (fresh result backend) resumes: the launch happens once, under the id
     // recorded in the outbox, and the re-run state does not launch again.
     let results = Arc::new(InMemoryResultBackend::new());
-    let rt = runtime(&s.tracker, &backend, &results, InlineInvoker);
+    let rt = runtime(&s.slow, &backend, &results, InlineInvoker);
     let out = rt
         .run_with(
             &s.machine,
@@ -990,7 +915,7 @@ async fn a_crash_between_intent_and_launch_launches_once_on_resume() {
         .await
         .unwrap();
     assert_eq!(out["id"], id.as_str());
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(s.slow.calls(), 1);
     let result = results
         .read(&result_uri(&child), false, None)
         .await
@@ -1009,7 +934,7 @@ async fn a_launch_that_happened_is_not_repeated_on_resume() {
         let s = setup(ONE_LAUNCH);
         let backend = Arc::new(MemoryBackend::new());
         let id = "outbox-2".to_string();
-        let crashing = runtime(&s.tracker, &backend, &s.results, CrashAfterLaunch);
+        let crashing = runtime(&s.slow, &backend, &s.results, CrashAfterLaunch);
         crashing
             .run_with(
                 &s.machine,
@@ -1022,7 +947,7 @@ async fn a_launch_that_happened_is_not_repeated_on_resume() {
             .await
             .unwrap_err();
         // The child ran; the checkpoint still says "not launched".
-        assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(s.slow.calls(), 1);
         let snap = latest_snapshot(&backend, &id).await;
         assert_eq!(snap["pending_launches"][0]["launched"], false);
 
@@ -1033,7 +958,7 @@ async fn a_launch_that_happened_is_not_repeated_on_resume() {
         } else {
             Arc::new(InMemoryResultBackend::new())
         };
-        let rt = runtime(&s.tracker, &backend, &results, InlineInvoker);
+        let rt = runtime(&s.slow, &backend, &results, InlineInvoker);
         rt.run_with(
             &s.machine,
             json!({}),
@@ -1044,53 +969,13 @@ async fn a_launch_that_happened_is_not_repeated_on_resume() {
         )
         .await
         .unwrap();
-        assert_eq!(
-            s.tracker.calls.load(Ordering::SeqCst),
-            1,
-            "shared results: {shared_results}"
-        );
+        assert_eq!(s.slow.calls(), 1, "shared results: {shared_results}");
         let snap = latest_snapshot(&backend, &id).await;
         let pending = snap["pending_launches"].as_array().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0]["launched"], true);
         let child = pending[0]["execution_id"].as_str().unwrap();
         assert!(results.exists(&result_uri(child)).await.unwrap());
-    }
-}
-
-/// `type: flaky`: fails on its first call only (a crash of the process, as far as the run
-/// can tell), then returns its input.
-#[derive(Clone, Default)]
-struct Flaky(Arc<AtomicUsize>);
-
-impl AgentAdapter for Flaky {
-    fn type_name(&self) -> &str {
-        "flaky"
-    }
-    fn create_executor(
-        &self,
-        _n: &str,
-        _s: &AgentSpec,
-        _c: &AdapterContext,
-    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
-        Ok(Arc::new(self.clone()))
-    }
-}
-
-impl AgentExecutor for Flaky {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _c: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        let first = self.0.fetch_add(1, Ordering::SeqCst) == 0;
-        Box::pin(async move {
-            if first {
-                Err(AgentFailure::new("SystemExit", "the process died"))
-            } else {
-                Ok(AgentResult::with_output(input))
-            }
-        })
     }
 }
 
@@ -1107,9 +992,11 @@ async fn a_crash_later_in_the_launching_state_does_not_repeat_the_launch() {
         "  agents: {f: {type: flaky}}",
     );
     let backend = Arc::new(MemoryBackend::new());
-    let flaky = Flaky::default();
+    // `type: flaky`: fails on its first call only (a crash of the process, as far as the run
+    // can tell), then returns its input.
+    let flaky = FnAdapter::echo("flaky").fail_first(1, "SystemExit", "the process died");
     let rt = Runtime::builder()
-        .adapter(Slow(s.tracker.clone()))
+        .adapter(s.slow.clone())
         .adapter(flaky.clone())
         .checkpoint_backend(backend.clone())
         .result_backend(s.results.clone())
@@ -1125,7 +1012,7 @@ async fn a_crash_later_in_the_launching_state_does_not_repeat_the_launch() {
     )
     .await
     .unwrap_err();
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(s.slow.calls(), 1);
     let out = rt
         .run_with(
             &s.machine,
@@ -1139,8 +1026,8 @@ async fn a_crash_later_in_the_launching_state_does_not_repeat_the_launch() {
         .unwrap();
     assert_eq!(out["id"], id.as_str());
     // The agent ran twice (failed, then succeeded); the launched child once.
-    assert_eq!(flaky.0.load(Ordering::SeqCst), 2);
-    assert_eq!(s.tracker.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(flaky.calls(), 2);
+    assert_eq!(s.slow.calls(), 1);
     let snap = latest_snapshot(&backend, &id).await;
     assert_eq!(snap["pending_launches"].as_array().unwrap().len(), 1);
 }
@@ -1149,7 +1036,7 @@ async fn a_crash_later_in_the_launching_state_does_not_repeat_the_launch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subprocess_invoker_runs_the_cli_and_reads_its_output() {
     use flatmachines::invoker::SubprocessInvoker;
-    let dir = Dir::new("subprocess");
+    let dir = scratch();
     dir.write("echo.yml", ECHO);
     dir.write(
         "broken.yml",
@@ -1165,7 +1052,8 @@ data:
     done: {type: final, output: {x: 1}}
 "#,
     );
-    let m = dir.machine(
+    let m = load(
+        &dir,
         "machine.yml",
         r#"
 spec: flatmachine
@@ -1222,7 +1110,7 @@ data:
     assert_eq!(broken["_error_type"], "KeyError", "{broken}");
     assert_eq!(result_of(2).await, json!({"n": 7, "parent": id}));
     // The temporary config of the inline child is removed.
-    let left: Vec<_> = std::fs::read_dir(&dir.0)
+    let left: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".flatmachine-"))
@@ -1242,7 +1130,7 @@ fn codes(path: &Path) -> Vec<(&'static str, String)> {
 
 #[test]
 fn child_machine_files_are_loaded_and_checked() {
-    let dir = Dir::new("checks");
+    let dir = scratch();
     dir.write(
         "child.yml",
         r#"
@@ -1257,7 +1145,7 @@ data:
     );
     let path = dir.write(
         "machine.yml",
-        &parent(
+        parent(
             r#"
     start:
       type: initial
@@ -1283,7 +1171,7 @@ data:
 
 #[test]
 fn machine_reference_cycles_are_reported() {
-    let dir = Dir::new("cycle");
+    let dir = scratch();
     let doc = |name: &str, other: &str| {
         format!(
             r#"
@@ -1298,8 +1186,8 @@ data:
 "#
         )
     };
-    dir.write("b.yml", &doc("b", "a"));
-    let path = dir.write("a.yml", &doc("a", "b"));
+    dir.write("b.yml", doc("b", "a"));
+    let path = dir.write("a.yml", doc("a", "b"));
     let found = codes(&path);
     assert!(found.iter().any(|(c, _)| *c == "FM0009"), "{found:?}");
     assert!(Machine::from_file(&path).is_err());
@@ -1307,12 +1195,12 @@ data:
 
 #[test]
 fn foreach_item_variables_are_checked_in_input_and_key() {
-    let dir = Dir::new("foreach-vars");
+    let dir = scratch();
     dir.write("worker.yml", WORKER);
     dir.write("echo.yml", ECHO);
     let path = dir.write(
         "machine.yml",
-        &parent(
+        parent(
             r#"
     start:
       type: initial

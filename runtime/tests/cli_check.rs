@@ -112,7 +112,7 @@ fn several_files_are_checked_together() {
 fn run_with_timing_reports_the_run_time_on_stderr() {
     let machine =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/machines/loop_no_checkpoints.yml");
-    let dir = tempfile::tempdir().unwrap();
+    let dir = flatmachines_testkit::TempDir::new();
     let out = Command::new(env!("CARGO_BIN_EXE_flatmachines"))
         .args([
             "run",

@@ -4,11 +4,7 @@
 
 #![cfg(unix)]
 
-#[allow(dead_code)]
-#[path = "../../tests/src/fake_llm.rs"]
-mod fake_llm;
-
-use fake_llm::FakeLlm;
+use flatmachines_testkit::{FakeLlm, TempDir};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -145,7 +141,7 @@ fn calls(llm: &FakeLlm, model: &str) -> usize {
 
 /// The output of a run that is never interrupted.
 fn uninterrupted(persistence: &str) -> Value {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     write_machine(dir.path(), persistence);
     let llm = FakeLlm::start(script(0, 0)).unwrap();
     let out = flatmachines(
@@ -193,7 +189,7 @@ fn start_and_kill(dir: &Path, llm: &FakeLlm, id: &str) {
 
 fn crash_and_resume(persistence: &str, resume_args: &[&str]) {
     let expected = uninterrupted(persistence);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     write_machine(dir.path(), persistence);
     let llm = FakeLlm::start(script(1, 30_000)).unwrap();
     let id = "crash-1";
@@ -239,7 +235,7 @@ fn local_run_killed_mid_call_resumes() {
 /// Two resumers of one execution at once: one runs it, the other is refused with the locked
 /// error while the first holds the lock.
 fn two_resumers(persistence: &str, resume_args: &[&str]) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     write_machine(dir.path(), persistence);
     // Killed call, then a slow retry that keeps the winner busy.
     let llm = FakeLlm::start(script(2, 4_000)).unwrap();
@@ -289,7 +285,7 @@ fn local_two_resumers_one_runs() {
 
 #[test]
 fn resume_failures_exit_non_zero_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     write_machine(dir.path(), SQLITE);
     let llm = FakeLlm::start(script(0, 0)).unwrap();
     let run = |args: &[&str]| {

@@ -1,10 +1,9 @@
 //! The executor's observable behaviour, with in-process adapters (no network).
 
-use flatmachines::agent::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
-};
+use flatmachines::agent::{AgentFailure, AgentResult};
 use flatmachines::hooks::MachineHooks;
 use flatmachines::{Error, Machine, RunOptions, Runtime};
+use flatmachines_testkit::{Call, FnAdapter};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 
@@ -12,45 +11,27 @@ fn machine(yaml: &str) -> Machine {
     Machine::from_yaml(yaml, std::env::temp_dir()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// An adapter whose agents always fail: with an exception (`raise`) or a failed result.
-struct Failing;
-struct FailingExecutor(bool);
-
-impl AgentAdapter for Failing {
-    fn type_name(&self) -> &str {
-        "failing"
-    }
-    fn create_executor(
-        &self,
-        _n: &str,
-        spec: &AgentSpec,
-        _c: &AdapterContext,
-    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
-        let raise = spec.config.as_ref().and_then(|c| c.get("raise")).is_some();
-        Ok(Arc::new(FailingExecutor(raise)))
-    }
-}
-
-impl AgentExecutor for FailingExecutor {
-    fn execute<'a>(
-        &'a self,
-        _i: Value,
-        _c: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        let raise = self.0;
-        Box::pin(async move {
-            if raise {
-                Err(AgentFailure::new("TimeoutError", "too slow"))
-            } else {
-                Ok(AgentResult {
-                    error: Some(
-                        json!({"type": "RateLimitError", "message": "slow down", "retryable": true}),
-                    ),
-                    ..AgentResult::default()
-                })
-            }
-        })
-    }
+/// `type: failing`: its agents always fail, with an exception (`config: {raise: ..}`) or else a
+/// failed result.
+fn failing() -> FnAdapter {
+    FnAdapter::new("failing", |call: Call| async move {
+        let raise = call
+            .spec
+            .config
+            .as_ref()
+            .and_then(|c| c.get("raise"))
+            .is_some();
+        if raise {
+            Err(AgentFailure::new("TimeoutError", "too slow"))
+        } else {
+            Ok(AgentResult {
+                error: Some(
+                    json!({"type": "RateLimitError", "message": "slow down", "retryable": true}),
+                ),
+                ..AgentResult::default()
+            })
+        }
+    })
 }
 
 const RECOVERING: &str = r#"
@@ -84,7 +65,7 @@ data:
 
 #[tokio::test]
 async fn on_error_map_matches_exact_class_names() {
-    let rt = Runtime::builder().adapter(Failing).build();
+    let rt = Runtime::builder().adapter(failing()).build();
     let out = rt.run(&machine(RECOVERING), json!({})).await.unwrap();
     // A failed agent result reaches on_error as RuntimeError (not its own type), like the reference.
     assert_eq!(
@@ -96,7 +77,7 @@ async fn on_error_map_matches_exact_class_names() {
 #[tokio::test]
 async fn unrecovered_errors_name_machine_state_and_cause() {
     let yaml = RECOVERING.replace("on_error: {TimeoutError: second, default: failed}", "");
-    let rt = Runtime::builder().adapter(Failing).build();
+    let rt = Runtime::builder().adapter(failing()).build();
     let err = rt.run(&machine(&yaml), json!({})).await.unwrap_err();
     match &err {
         Error::State {
@@ -271,45 +252,10 @@ async fn explicit_hooks_bypass_data_hooks() {
     assert_eq!(m.transition_counts.get("start->done"), Some(&1));
 }
 
-/// Counts the executors it builds; its agents echo their input.
-#[derive(Clone, Default)]
-struct Counting(Arc<std::sync::atomic::AtomicUsize>);
-
-impl AgentAdapter for Counting {
-    fn type_name(&self) -> &str {
-        "echo"
-    }
-    fn create_executor(
-        &self,
-        _n: &str,
-        _spec: &AgentSpec,
-        _c: &AdapterContext,
-    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(Arc::new(EchoBack))
-    }
-}
-
-struct EchoBack;
-
-impl AgentExecutor for EchoBack {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _c: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        Box::pin(async move {
-            Ok(AgentResult {
-                output: Some(input),
-                ..AgentResult::default()
-            })
-        })
-    }
-}
-
 #[tokio::test]
 async fn executors_are_built_once_per_machine_and_runtime() {
-    let counting = Counting::default();
+    // Replaces the built-in `echo` adapter, counting the executors it builds.
+    let counting = FnAdapter::echo("echo");
     let rt = Runtime::builder().adapter(counting.clone()).build();
     let m = machine(LOOP);
     for _ in 0..3 {
@@ -318,7 +264,7 @@ async fn executors_are_built_once_per_machine_and_runtime() {
             json!({"n": "3", "calls": 0})
         );
     }
-    let built = || counting.0.load(std::sync::atomic::Ordering::SeqCst);
+    let built = || counting.executors_built();
     assert_eq!(built(), 1);
     // Another runtime may have other adapters: it gets its own executor.
     let other = Runtime::builder().adapter(counting.clone()).build();

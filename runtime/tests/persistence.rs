@@ -1,9 +1,7 @@
 //! Checkpoints, resume and the snapshot wire format, checked against snapshots the Python
 //! reference wrote (`tests/fixtures/persistence`, made by its `generate.py`).
 
-use flatmachines::agent::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
-};
+use flatmachines::agent::AgentResult;
 use flatmachines::async_trait;
 use flatmachines::persistence::snapshot::{latest_key, snapshot_key};
 use flatmachines::persistence::{
@@ -11,6 +9,7 @@ use flatmachines::persistence::{
     MemoryBackend, MemoryConfigStore, PersistenceError, config_hash,
 };
 use flatmachines::{Error, Machine, RunOptions, Runtime};
+use flatmachines_testkit::{Call, FnAdapter, TempDir};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -36,51 +35,21 @@ fn machine(yaml: &str) -> Machine {
 // --- the fixture adapters (generate.py defines the same ones) ---------------------------------
 
 /// `priced`: `{draft: "<doc> v<round>", score: 0.5 + round * 0.25}`, one API call, cost 0.0125.
-/// With `fail_at`, its n-th call (1-based) fails instead, like a process dying mid-call.
-#[derive(Clone, Default)]
-struct Priced {
-    calls: Arc<AtomicUsize>,
-    fail_at: Option<usize>,
+fn priced() -> FnAdapter {
+    FnAdapter::new("priced", |call: Call| async move {
+        let input = call.input;
+        let r: i64 = input["round"].as_str().unwrap().parse().unwrap();
+        Ok(AgentResult::with_output(json!({
+            "draft": format!("{} v{r}", input["doc"].as_str().unwrap()),
+            "score": 0.5 + r as f64 * 0.25,
+        })))
+    })
+    .priced(0.0125)
 }
 
-impl AgentAdapter for Priced {
-    fn type_name(&self) -> &str {
-        "priced"
-    }
-    fn create_executor(
-        &self,
-        _n: &str,
-        _s: &AgentSpec,
-        _c: &AdapterContext,
-    ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
-        Ok(Arc::new(self.clone()))
-    }
-}
-
-impl AgentExecutor for Priced {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _c: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let fail = self.fail_at == Some(n);
-        Box::pin(async move {
-            if fail {
-                return Err(AgentFailure::new("ConnectionError", "simulated crash"));
-            }
-            let r: i64 = input["round"].as_str().unwrap().parse().unwrap();
-            Ok(AgentResult {
-                output: Some(json!({
-                    "draft": format!("{} v{r}", input["doc"].as_str().unwrap()),
-                    "score": 0.5 + r as f64 * 0.25,
-                })),
-                usage: Some(json!({"api_calls": 1})),
-                cost: Some(json!(0.0125)),
-                ..AgentResult::default()
-            })
-        })
-    }
+/// [`priced`] whose `n`-th call (1-based) fails instead, like a process dying mid-call.
+fn priced_failing_at(n: usize) -> FnAdapter {
+    priced().fail_at(n, "ConnectionError", "simulated crash")
 }
 
 /// Resumes execution `id` of `m` on `rt` (the input is not needed).
@@ -100,9 +69,9 @@ async fn resume(
     .await
 }
 
-fn runtime_with(backend: &MemoryBackend, priced: Priced) -> Runtime {
+fn runtime_with(backend: &MemoryBackend, adapter: FnAdapter) -> Runtime {
     Runtime::builder()
-        .adapter(priced)
+        .adapter(adapter)
         .checkpoint_backend(Arc::new(backend.clone()))
         .build()
 }
@@ -233,7 +202,7 @@ async fn a_run_writes_the_same_snapshots_as_the_reference() {
     let reference = fixtures().join("reference/memory");
     let run = read_json(&reference.join("run.json"));
     let backend = MemoryBackend::new();
-    let rt = runtime_with(&backend, Priced::default());
+    let rt = runtime_with(&backend, priced());
     let out = rt
         .run_with(
             &machine_file("review.yml"),
@@ -262,7 +231,7 @@ async fn a_reference_crash_resumes_here_like_in_the_reference() {
     let id = run["execution_id"].as_str().unwrap();
     let backend = MemoryBackend::new();
     load_dir(&backend, id, &dir.join("at_crash")).await;
-    let rt = runtime_with(&backend, Priced::default());
+    let rt = runtime_with(&backend, priced());
     let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(out, run["resumed_output"]);
     // Every snapshot written after the resume is the one the reference wrote.
@@ -277,11 +246,11 @@ async fn resuming_a_finished_reference_run_returns_its_output() {
     let id = run["execution_id"].as_str().unwrap();
     let backend = MemoryBackend::new();
     load_dir(&backend, id, &dir.join("snapshots")).await;
-    let priced = Priced::default();
-    let rt = runtime_with(&backend, priced.clone());
+    let adapter = priced();
+    let rt = runtime_with(&backend, adapter.clone());
     let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(out, run["output"]);
-    assert_eq!(priced.calls.load(Ordering::SeqCst), 0, "nothing ran");
+    assert_eq!(adapter.calls(), 0, "nothing ran");
 }
 
 // --- snapshots written here, resumed in the reference -----------------------------------------
@@ -293,12 +262,8 @@ async fn crashed_run(
     id: &str,
     store: Option<&MemoryConfigStore>,
 ) -> Error {
-    let priced = Priced {
-        fail_at: Some(2),
-        ..Priced::default()
-    };
     let mut rt = Runtime::builder()
-        .adapter(priced)
+        .adapter(priced_failing_at(2))
         .checkpoint_backend(Arc::new(backend.clone()));
     if let Some(store) = store {
         rt = rt.config_store(Arc::new(store.clone()));
@@ -719,20 +684,16 @@ async fn a_memory_machine_resumes_within_the_process() {
     let backend = MemoryBackend::new();
     let id = "in-process";
     crashed_run(&backend, id, None).await;
-    let priced = Priced::default();
-    let rt = runtime_with(&backend, priced.clone());
+    let adapter = priced();
+    let rt = runtime_with(&backend, adapter.clone());
     let out = resume(&rt, &machine_file("review.yml"), id).await.unwrap();
     assert_eq!(
         out,
         read_json(&fixtures().join("reference/memory/run.json"))["output"]
     );
-    assert_eq!(
-        priced.calls.load(Ordering::SeqCst),
-        2,
-        "rounds 1 and 2 ran again"
-    );
+    assert_eq!(adapter.calls(), 2, "rounds 1 and 2 ran again");
     // Without a runtime backend every run has its own memory: nothing to resume.
-    let fresh = Runtime::builder().adapter(Priced::default()).build();
+    let fresh = Runtime::builder().adapter(priced()).build();
     let err = resume(&fresh, &machine_file("review.yml"), id)
         .await
         .unwrap_err();
@@ -767,10 +728,7 @@ async fn the_lock_is_held_for_the_run_and_released_on_error() {
     });
     let backend = MemoryBackend::new();
     let rt = Runtime::builder()
-        .adapter(Priced {
-            fail_at: Some(1),
-            ..Priced::default()
-        })
+        .adapter(priced_failing_at(1))
         .checkpoint_backend(Arc::new(backend.clone()))
         .lock(lock.clone())
         .build();
@@ -807,7 +765,7 @@ async fn the_lock_is_held_for_the_run_and_released_on_error() {
 
 #[tokio::test]
 async fn the_config_store_gets_a_self_contained_config_that_loads_back() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = TempDir::new();
     std::fs::write(
         dir.path().join("writer.yml"),
         "spec: flatagent\nspec_version: \"2.6.0\"\ndata:\n  name: writer\n  model: {provider: openai, name: m}\n  user: \"Write about {{ input.topic }}\"\n",
@@ -871,7 +829,7 @@ data:
     );
     assert_eq!(doc["data"]["agents"]["counter"], json!({"type": "echo"}));
     // The stored text is a machine on its own: it runs anywhere, with the same output.
-    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = TempDir::new();
     let again = Machine::from_yaml(&raw, elsewhere.path()).unwrap();
     let out2 = Runtime::new().run(&again, json!({})).await.unwrap();
     assert_eq!(out, out2);
@@ -898,11 +856,11 @@ async fn a_reference_local_crash_resumes_here() {
     let dir = fixtures().join("reference/local");
     let run = read_json(&dir.join("run.json"));
     let id = run["execution_id"].as_str().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TempDir::new();
     copy_tree(&dir.join("checkpoints"), tmp.path());
     let backend = Arc::new(flatmachines::persistence::LocalFileBackend::new(tmp.path()).unwrap());
     let rt = Runtime::builder()
-        .adapter(Priced::default())
+        .adapter(priced())
         .checkpoint_backend(backend.clone())
         .build();
     let out = resume(&rt, &machine_file("review_local.yml"), id)
@@ -918,13 +876,10 @@ async fn local_files_have_the_reference_layout() {
     let dir = fixtures().join("reference/local");
     let run = read_json(&dir.join("run.json"));
     let ref_id = run["execution_id"].as_str().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TempDir::new();
     let backend = Arc::new(flatmachines::persistence::LocalFileBackend::new(tmp.path()).unwrap());
     let rt = Runtime::builder()
-        .adapter(Priced {
-            fail_at: Some(2),
-            ..Priced::default()
-        })
+        .adapter(priced_failing_at(2))
         .checkpoint_backend(backend)
         .build();
     let id = "local-run";
@@ -970,7 +925,7 @@ async fn a_reference_sqlite_crash_resumes_here_from_its_config_store() {
     let dir = fixtures().join("reference/sqlite");
     let run = read_json(&dir.join("run.json"));
     let id = run["execution_id"].as_str().unwrap();
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TempDir::new();
     let db = tmp.path().join("counter.sqlite");
     std::fs::copy(dir.join("counter.sqlite"), &db).unwrap();
     let backend = SqliteBackend::open(&db).unwrap();
@@ -1011,7 +966,7 @@ async fn a_reference_sqlite_crash_resumes_here_from_its_config_store() {
 
 #[tokio::test]
 async fn the_yaml_sqlite_backend_uses_db_path_and_stores_configs() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TempDir::new();
     let db = tmp.path().join("nested/runs.sqlite");
     let m = with_persistence(&format!("{{backend: sqlite, db_path: '{}'}}", db.display()));
     let rt = Runtime::new();
@@ -1216,7 +1171,7 @@ async fn batched_checkpoints_write_the_same_snapshots_in_the_same_order() {
 
 #[tokio::test]
 async fn batched_checkpoints_write_the_same_sqlite_rows() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = TempDir::new();
     let m = machine(&LOOP.replace(
         "EVENTS",
         "[machine_start, state_enter, execute, state_exit, machine_end]",

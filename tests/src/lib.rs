@@ -1,3 +1,3 @@
-//! Support code for the integration tests of flatmachines (not published).
-
-pub mod fake_llm;
+//! Integration tests of flatmachines (not published). The support code they share (agent
+//! adapters, temporary directories, the scripted OpenAI-compatible server) is the
+//! `flatmachines-testkit` crate in `tests/kit`.

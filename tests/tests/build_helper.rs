@@ -2,17 +2,16 @@
 //! diagnostics.
 
 use flatmachines_compiler::build::Builder;
+use flatmachines_testkit::TempDir;
 use std::path::PathBuf;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fm-build-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty output folder, removed at the end of the test.
+fn scratch(name: &str) -> TempDir {
+    TempDir::with_prefix(&format!("fm-build-{name}-"))
 }
 
 #[test]
@@ -21,7 +20,7 @@ fn writes_one_file_per_machine_named_after_the_module() {
     let written = Builder::new()
         .cargo_output(false)
         .base_dir(fixtures())
-        .out_dir(&out)
+        .out_dir(out.path())
         .machine("conformance/linear_basic/machine.yml")
         .machine("valid/collisions.yml")
         .compile()
@@ -43,7 +42,7 @@ fn defects_fail_with_rendered_diagnostics() {
     let err = Builder::new()
         .cargo_output(false)
         .base_dir(fixtures())
-        .out_dir(&out)
+        .out_dir(out.path())
         .machine("defective/graph.yml")
         .compile()
         .unwrap_err();
@@ -53,7 +52,7 @@ fn defects_fail_with_rendered_diagnostics() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read_dir(&out).unwrap().count(),
+        std::fs::read_dir(out.path()).unwrap().count(),
         0,
         "nothing is written for a defective machine"
     );
@@ -65,7 +64,7 @@ fn warnings_can_be_denied() {
     let builder = Builder::new()
         .cargo_output(false)
         .base_dir(fixtures())
-        .out_dir(&out)
+        .out_dir(out.path())
         .machine("valid/collisions.yml");
     assert!(builder.clone().compile().is_ok());
     let err = builder.deny_warnings(true).compile().unwrap_err();

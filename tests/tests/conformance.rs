@@ -4,7 +4,7 @@
 
 use flatmachines::agent::FlatAgentAdapter;
 use flatmachines::{Machine, RunOptions, Runtime};
-use flatmachines_tests::fake_llm::FakeLlm;
+use flatmachines_testkit::FakeLlm;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 
 use flatmachines::Runtime;
 use flatmachines::agent::FlatAgentAdapter;
-use flatmachines_tests::fake_llm::FakeLlm;
+use flatmachines_testkit::FakeLlm;
 use serde_json::json;
 
 fn runtime(server: &FakeLlm) -> Runtime {

@@ -4,7 +4,7 @@
 
 use flatmachines::Runtime;
 use flatmachines::agent::FlatAgentAdapter;
-use flatmachines_tests::fake_llm::FakeLlm;
+use flatmachines_testkit::FakeLlm;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 

@@ -349,3 +349,67 @@ pub fn python_json(v: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sends one HTTP/1.1 POST to the server and returns the status code and the JSON body.
+    fn post(server: &FakeLlm, path: &str, body: &Value) -> (u16, Value) {
+        let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let body = body.to_string();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(payload).unwrap())
+    }
+
+    #[test]
+    fn answers_chat_completions_in_order_and_logs_requests() {
+        let server = FakeLlm::start(json!({"models": {"m": {"responses": [
+            "hello there",
+            {"verdict": "ok"},
+            {"$status": 429, "$message": "slow down"}
+        ]}}}))
+        .unwrap();
+        assert!(server.base_url().starts_with("http://127.0.0.1:"));
+        let request = |text: &str| {
+            json!({"model": "m", "temperature": 0.5,
+                   "messages": [{"role": "system", "content": "be brief"},
+                                {"role": "user", "content": text}]})
+        };
+        let (status, body) = post(&server, "/v1/chat/completions", &request("say hi"));
+        assert_eq!(status, 200);
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+        assert_eq!(body["choices"][0]["message"]["content"], "hello there");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop");
+        assert_eq!(
+            body["usage"],
+            json!({"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6})
+        );
+        let (_, body) = post(&server, "/v1/chat/completions", &request("judge"));
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            r#"{"verdict": "ok"}"#
+        );
+        let (status, body) = post(&server, "/v1/chat/completions", &request("again"));
+        assert_eq!(status, 429);
+        assert_eq!(body["error"]["type"], "rate_limit_error");
+        let (status, _) = post(&server, "/v1/chat/completions", &request("more"));
+        assert_eq!(status, 500, "the script is exhausted");
+        let log = server.log();
+        assert_eq!(log.len(), 4);
+        assert_eq!(log[0]["model"], "m");
+        assert_eq!(log[0]["params"], json!({"temperature": 0.5}));
+        assert_eq!(log[0]["messages"][1]["content"], "say hi");
+        assert_eq!(log[3]["served"]["from"], "exhausted");
+    }
+}
