@@ -10,8 +10,8 @@
 //!   interpreted.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flatmachines::condition::{Condition, Engine};
-use flatmachines::template::{Templates, Vars};
+use flatmachines::unstable::condition::{Condition, Engine};
+use flatmachines::unstable::template::{Templates, Vars};
 use flatmachines::{Machine, RunOptions, Runtime};
 use serde_json::json;
 use std::hint::black_box;
@@ -74,7 +74,7 @@ fn render_and_evaluate(c: &mut Criterion) {
         b.iter(|| templates.render_value(black_box(&template), &vars).unwrap())
     });
     // What the executor renders: the same template prepared when the machine is loaded.
-    let prepared = flatmachines::template::Prepared::value(&template);
+    let prepared = flatmachines::unstable::template::Prepared::value(&template);
     c.bench_function("template_render_prepared", |b| {
         b.iter(|| {
             templates
@@ -83,7 +83,7 @@ fn render_and_evaluate(c: &mut Criterion) {
         })
     });
     let prose = json!("Write about {{ context.product }} at step {{ context.machine.step }}.");
-    let prose_prepared = flatmachines::template::Prepared::value(&prose);
+    let prose_prepared = flatmachines::unstable::template::Prepared::value(&prose);
     c.bench_function("template_render_text", |b| {
         b.iter(|| {
             templates

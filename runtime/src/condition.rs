@@ -2,7 +2,7 @@
 //! evaluated against the live context.
 //!
 //! ```
-//! use flatmachines::condition::{Condition, Engine};
+//! use flatmachines::unstable::condition::{Condition, Engine};
 //! use serde_json::json;
 //!
 //! let cond = Condition::compile("context.score >= 8 and context.round < 4", Engine::Simple)?;
@@ -13,7 +13,7 @@
 //!     .unwrap_err();
 //! assert_eq!(err.kind(), "TypeError");
 //! assert_eq!(err.message(), "'>' not supported between instances of 'str' and 'int'");
-//! # Ok::<(), flatmachines::condition::ConditionError>(())
+//! # Ok::<(), flatmachines::unstable::condition::ConditionError>(())
 //! ```
 //!
 //! Two engines exist (spec `templates-and-expressions.md`, Part B):

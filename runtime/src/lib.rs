@@ -14,7 +14,7 @@
 
 pub mod agent;
 mod compiled;
-pub mod condition;
+pub(crate) mod condition;
 mod error;
 mod executor;
 pub mod hooks;
@@ -29,7 +29,7 @@ pub mod results;
 mod runtime;
 mod state;
 mod strategy;
-pub mod template;
+pub(crate) mod template;
 #[cfg(feature = "loader")]
 mod yaml;
 
@@ -47,6 +47,46 @@ pub use flatmachines_compiler as compiler;
 
 /// The lowered machine definition the executor runs (what compiled machines carry).
 pub use flatmachines_ir as ir;
+
+/// What most programs need, in one import: `use flatmachines::prelude::*;`.
+///
+/// ```
+/// use flatmachines::prelude::*;
+///
+/// # async fn demo() -> Result<(), Error> {
+/// let rt: Runtime = Runtime::builder().adapter(EchoAdapter).build();
+/// # let _ = rt; Ok(()) }
+/// ```
+pub mod prelude {
+    pub use crate::agent::{
+        AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec,
+        EchoAdapter,
+    };
+    pub use crate::hooks::MachineHooks;
+    pub use crate::{
+        Error, Machine, RunOptions, Runtime, RuntimeBuilder, async_trait, flatmachine,
+        include_machine,
+    };
+}
+
+/// The interpreter's and the snapshot format's internals — condition evaluation, the template
+/// engine, the checkpoint wire format — for tools, benchmarks and tests. **No stability
+/// promise**: these change with the implementation.
+#[doc(hidden)]
+pub mod unstable {
+    /// Condition evaluation (`crate::condition`).
+    pub mod condition {
+        pub use crate::condition::*;
+    }
+    /// The template engine (`crate::template`).
+    pub mod template {
+        pub use crate::template::*;
+    }
+    /// The checkpoint wire format (`crate::persistence::snapshot`).
+    pub mod snapshot {
+        pub use crate::persistence::snapshot::*;
+    }
+}
 
 /// Paths used by generated code; not a public API.
 #[doc(hidden)]

@@ -373,17 +373,16 @@ mod tests {
     /// Returns scripted results in order.
     struct Script(Mutex<Vec<Result<AgentResult, AgentFailure>>>);
 
+    #[async_trait::async_trait]
     impl AgentExecutor for Script {
-        fn execute<'a>(
-            &'a self,
+        async fn execute(
+            &self,
             _input: Value,
-            _context: &'a Value,
-        ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
+            _context: &Value,
+        ) -> Result<AgentResult, AgentFailure> {
             let next = self.0.lock().unwrap().remove(0);
-            Box::pin(async move {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-                next
-            })
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            next
         }
     }
 

@@ -39,6 +39,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("bin", 4),
     // The root's re-exports of other crates, named through `crate::`: only the top may.
     ("async_trait", 4),
+    ("flatmachine", 4),
+    ("include_machine", 4),
     ("ir", 4),
     ("compiler", 4),
 ];

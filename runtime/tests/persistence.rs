@@ -3,11 +3,11 @@
 
 use flatmachines::agent::AgentResult;
 use flatmachines::async_trait;
-use flatmachines::persistence::snapshot::{latest_key, snapshot_key};
 use flatmachines::persistence::{
     BatchEntry, CheckpointBackend, ConfigStore, ExecutionLock, ListFilter, MachineSnapshot,
     MemoryBackend, MemoryConfigStore, PersistenceError, config_hash,
 };
+use flatmachines::unstable::snapshot::{latest_key, snapshot_key};
 use flatmachines::{Error, Machine, RunOptions, Runtime};
 use flatmachines_testkit::{Call, FnAdapter, TempDir};
 use serde_json::{Value, json};
@@ -920,8 +920,8 @@ async fn local_files_have_the_reference_layout() {
 
 #[tokio::test]
 async fn a_reference_sqlite_crash_resumes_here_from_its_config_store() {
-    use flatmachines::persistence::snapshot::load_latest;
     use flatmachines::persistence::sqlite::{SqliteBackend, SqliteLeaseLock};
+    use flatmachines::unstable::snapshot::load_latest;
     let dir = fixtures().join("reference/sqlite");
     let run = read_json(&dir.join("run.json"));
     let id = run["execution_id"].as_str().unwrap();
@@ -983,7 +983,7 @@ async fn the_yaml_sqlite_backend_uses_db_path_and_stores_configs() {
         .unwrap();
     assert_eq!(out, json!({"n": "1"}));
     let backend = flatmachines::persistence::sqlite::SqliteBackend::open(&db).unwrap();
-    let latest = flatmachines::persistence::snapshot::load_latest(&backend, "s1")
+    let latest = flatmachines::unstable::snapshot::load_latest(&backend, "s1")
         .await
         .unwrap()
         .unwrap();

@@ -4,7 +4,7 @@
 //! generated contexts; the generated `next_state` picks the transition the interpreter picks; and
 //! a run of the compiled machine matches a run of the same YAML loaded at run time.
 
-use flatmachines::condition::{Condition, ConditionError, Engine};
+use flatmachines::unstable::condition::{Condition, ConditionError, Engine};
 use flatmachines::{Machine, Runtime};
 use serde_json::{Value, json};
 use std::path::PathBuf;

@@ -1,8 +1,6 @@
 //! The `echo` adapter of the benchmark machines: output = the rendered input, no I/O.
 
-use super::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
-};
+use super::{AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -27,12 +25,9 @@ impl AgentAdapter for EchoAdapter {
     }
 }
 
+#[async_trait::async_trait]
 impl AgentExecutor for EchoExecutor {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _context: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        Box::pin(std::future::ready(Ok(AgentResult::with_output(input))))
+    async fn execute(&self, input: Value, _context: &Value) -> Result<AgentResult, AgentFailure> {
+        Ok(AgentResult::with_output(input))
     }
 }

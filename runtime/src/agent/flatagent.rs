@@ -1,9 +1,7 @@
 //! The `flatagent` adapter: a flatagent document run against any OpenAI-compatible
 //! chat-completions endpoint (`hooks-adapters-cli.md` §5.1, `config.md` §10).
 
-use super::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, BoxFuture,
-};
+use super::{AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec};
 use crate::template::{Templates, Vars};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
@@ -207,13 +205,10 @@ struct FlatAgentExecutor {
     base_url: Option<String>,
 }
 
+#[async_trait::async_trait]
 impl AgentExecutor for FlatAgentExecutor {
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        _context: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>> {
-        Box::pin(self.call(input))
+    async fn execute(&self, input: Value, _context: &Value) -> Result<AgentResult, AgentFailure> {
+        self.call(input).await
     }
 
     fn metadata(&self) -> Option<&Value> {
@@ -429,7 +424,7 @@ fn transport_error(e: &reqwest::Error, user: String, provider_data: Value) -> Ag
 
 /// The JSON inside a reply: the first fenced block if any, else the span from the first `{`/`[`
 /// to the last matching closer, else the trimmed text.
-pub fn strip_markdown_json(text: &str) -> &str {
+pub(super) fn strip_markdown_json(text: &str) -> &str {
     let t = text.trim();
     if let Some(start) = t.find("```") {
         let after = &t[start + 3..];

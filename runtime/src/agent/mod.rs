@@ -191,14 +191,12 @@ pub struct AdapterContext {
     pub profiles: Option<Value>,
 }
 
-/// Runs one agent. Executors are created once per agent name and reused.
+/// Runs one agent. Executors are created once per agent name and reused. Implement it with
+/// `#[flatmachines::async_trait]`, like every async trait of the crate.
+#[async_trait::async_trait]
 pub trait AgentExecutor: Send + Sync {
     /// Calls the agent with the rendered `input`. `context` is the live machine context.
-    fn execute<'a>(
-        &'a self,
-        input: Value,
-        context: &'a Value,
-    ) -> BoxFuture<'a, Result<AgentResult, AgentFailure>>;
+    async fn execute(&self, input: Value, context: &Value) -> Result<AgentResult, AgentFailure>;
 
     /// The agent document's `metadata` (read by `mdap_voting`).
     fn metadata(&self) -> Option<&Value> {

@@ -7,8 +7,8 @@ use flatmachines::compiler::{
     load::{Input, LoadOptions},
 };
 use flatmachines::persistence::ConfigStore;
-use flatmachines::persistence::snapshot::load_latest;
 use flatmachines::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
+use flatmachines::unstable::snapshot::load_latest;
 use flatmachines::{Machine, RunOptions, Runtime};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -74,7 +74,7 @@ impl<'de> Deserialize<'de> for SnapshotMeta {
 impl SnapshotMeta {
     /// Whether a latest snapshot with these fields passes `filter` (exact equality, as the
     /// reference compares).
-    pub fn matches(&self, filter: &ListFilter) -> bool {
+    pub(crate) fn matches(&self, filter: &ListFilter) -> bool {
         filter
             .event
             .as_deref()

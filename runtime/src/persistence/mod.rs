@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-pub mod snapshot;
+pub(crate) mod snapshot;
 pub use snapshot::{MachineSnapshot, SnapshotError};
 
 mod config_store;

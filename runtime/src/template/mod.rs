@@ -2,7 +2,7 @@
 //! flatmachines 2.6.0).
 //!
 //! ```
-//! use flatmachines::template::{Templates, Vars};
+//! use flatmachines::unstable::template::{Templates, Vars};
 //! use serde_json::json;
 //!
 //! let templates = Templates::new();
@@ -343,7 +343,7 @@ fn walk_segments<'a>(segments: &[Box<str>], vars: &Vars<'a>) -> Option<&'a Json>
 /// keeps the last value.
 ///
 /// ```
-/// # use flatmachines::template::Vars;
+/// # use flatmachines::unstable::template::Vars;
 /// # use serde_json::json;
 /// let context = json!({"a": 1});
 /// let vars = Vars::new().with("context", &context).with("input", &context);

@@ -22,7 +22,7 @@ use serde_json::Value as Json;
 /// variables, without classifying or scanning the text again.
 ///
 /// ```
-/// use flatmachines::template::{Prepared, Templates, Vars};
+/// use flatmachines::unstable::template::{Prepared, Templates, Vars};
 /// use serde_json::json;
 ///
 /// let templates = Templates::new();

@@ -301,22 +301,21 @@ impl Drop for InFlight<'_> {
     }
 }
 
+#[flatmachines::async_trait]
 impl AgentExecutor for FnExecutor {
-    fn execute<'a>(&'a self, input: Value, context: &'a Value) -> BoxFuture<'a, Reply> {
-        Box::pin(async move {
-            let stats = &*self.stats;
-            let number = stats.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            stats.inputs.lock().unwrap().push(input.clone());
-            let _running = InFlight::enter(stats);
-            let call = Call {
-                agent: self.agent.clone(),
-                spec: self.spec.clone(),
-                input,
-                context: context.clone(),
-                number,
-            };
-            (self.handler)(call).await
-        })
+    async fn execute(&self, input: Value, context: &Value) -> Reply {
+        let stats = &*self.stats;
+        let number = stats.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.inputs.lock().unwrap().push(input.clone());
+        let _running = InFlight::enter(stats);
+        let call = Call {
+            agent: self.agent.clone(),
+            spec: self.spec.clone(),
+            input,
+            context: context.clone(),
+            number,
+        };
+        (self.handler)(call).await
     }
 }
 
