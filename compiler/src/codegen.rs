@@ -353,11 +353,6 @@ pub fn generate(project: &Project, options: &Options) -> TokenStream {
     }
 }
 
-/// Whether the entry machine (or a child) uses CEL conditions.
-pub fn uses_cel(project: &Project) -> bool {
-    conditions::Conditions::collect(&crate::lower::lower(project)).any_cel()
-}
-
 /// Formats generated tokens as a file with prettyplease.
 pub fn pretty(tokens: &TokenStream) -> String {
     match syn::parse2::<syn::File>(tokens.clone()) {

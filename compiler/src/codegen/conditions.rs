@@ -89,13 +89,6 @@ impl Conditions {
         &self.entries[self.by_text[&(cel, text.to_string())]].ident
     }
 
-    /// Whether any condition is CEL.
-    pub(super) fn any_cel(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| matches!(e.kind, Kind::Lazy { cel: true }))
-    }
-
     /// The `conditions` module: one item per condition.
     pub(super) fn module(&self) -> TokenStream {
         let items = self.entries.iter().map(|e| {

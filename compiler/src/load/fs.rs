@@ -1,10 +1,12 @@
 //! Where the loader's files come from: the disk, a recording of what was read, or memory.
 //!
-//! A compiled machine carries the files the compiler read and replays the load from them at run
-//! time ([`MemoryFs`]), so a binary runs without its YAML next to it. Replay is exact because the
-//! loader is deterministic: given the same entry path and the same answers to every question it
-//! asks ([`RecordingFs`] keeps them), it reads the same files in the same order and builds the
-//! same [`Project`](super::Project), machine indices included.
+//! The macros and the build.rs helper load through a [`RecordingFs`], so the generated code can
+//! name every file read for rebuild tracking. A [`MemoryFs`] answers from memory (tests, tools
+//! that hold machines as text). Replay is exact because the loader is deterministic: given the
+//! same entry path and the same answers to every question it asks ([`RecordingFs`] keeps them),
+//! it reads the same files in the same order and builds the same [`Project`](super::Project),
+//! machine indices included. (Compiled machines no longer replay a load at run time: they carry
+//! their lowered IR.)
 
 use std::borrow::Cow;
 use std::cell::RefCell;

@@ -534,28 +534,11 @@ mod tests {
         );
     }
 
-    /// The escaping rule, one character at a time.
+    /// The escaping rule, one character at a time: the template side's JSON string writer,
+    /// which the byte-at-a-time snapshot writer must agree with.
     fn slow_escape(s: &str) -> String {
-        let mut out = String::from("\"");
-        for c in s.chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                '\u{8}' => out.push_str("\\b"),
-                '\u{c}' => out.push_str("\\f"),
-                ' '..='~' => out.push(c),
-                _ => {
-                    let mut units = [0u16; 2];
-                    for u in c.encode_utf16(&mut units) {
-                        out.push_str(&format!("\\u{:04x}", u));
-                    }
-                }
-            }
-        }
-        out.push('"');
+        let mut out = String::new();
+        crate::py::repr::write_json_str(&mut out, s, false);
         out
     }
 
