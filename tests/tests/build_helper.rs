@@ -70,3 +70,45 @@ fn warnings_can_be_denied() {
     let err = builder.deny_warnings(true).compile().unwrap_err();
     assert!(err.rendered().contains("warning[FM0112]"), "{err}");
 }
+
+/// A machine that needs a runtime feature the generated code will not link with is refused
+/// where the YAML asks for it (`FM0601`); with the feature (the default: all), it compiles.
+#[test]
+fn runtime_features_the_machine_needs_are_checked() {
+    use flatmachines_compiler::check::features::RuntimeFeatures;
+    let compile = |features: RuntimeFeatures, machine: &str| {
+        let out = scratch("features");
+        Builder::new()
+            .cargo_output(false)
+            .base_dir(fixtures())
+            .out_dir(out.path())
+            .runtime_features(features)
+            .machine(machine)
+            .compile()
+    };
+    let no_cel = RuntimeFeatures {
+        cel: false,
+        sqlite: true,
+    };
+    let err = compile(no_cel, "compiled/triage/escalate.yml").unwrap_err();
+    assert!(err.rendered().contains("error[FM0601]"), "{err}");
+    assert!(
+        err.rendered()
+            .contains("--> compiled/triage/escalate.yml:12:22"),
+        "{err}"
+    );
+    let no_sqlite = RuntimeFeatures {
+        cel: true,
+        sqlite: false,
+    };
+    let err = compile(no_sqlite, "persistence/machines/counter_sqlite.yml").unwrap_err();
+    assert!(err.rendered().contains("error[FM0601]"), "{err}");
+    assert!(err.rendered().contains("`sqlite` feature"), "{err}");
+    // The other feature missing changes nothing.
+    compile(no_sqlite, "compiled/triage/escalate.yml").unwrap();
+    compile(
+        RuntimeFeatures::ALL,
+        "persistence/machines/counter_sqlite.yml",
+    )
+    .unwrap();
+}
