@@ -269,6 +269,67 @@ mod tests {
         assert_eq!(out, json!({"took": "done"}));
     }
 
+    /// A parent calling the machine of [`bundle`] as its child `helper` with `go: yes`.
+    fn family() -> &'static ir::Bundle {
+        static FAMILY: OnceLock<ir::Bundle> = OnceLock::new();
+        FAMILY.get_or_init(|| {
+            let child = bundle().machines[0].clone();
+            let mut start = state(
+                "start",
+                false,
+                &[ir::Transition {
+                    condition: None,
+                    target: 1,
+                }],
+            );
+            start.call = Some(ir::Call::Single(B("helper")));
+            start.input = Some(ir::Json::Object(B(&[(B("go"), ir::Json::Str(B("yes")))])));
+            start.output_to_context = B(&[(B("took"), ir::Json::Str(B("output.took")))]);
+            let mut done = state("done", true, &[]);
+            done.output = Some(ir::Json::Object(B(&[(
+                B("took"),
+                ir::Json::Str(B("context.took")),
+            )])));
+            let parent = ir::MachineIr {
+                name: B("parent"),
+                context: ir::Json::EMPTY_OBJECT,
+                states: vec![start, done].into(),
+                conditions: B(&[]),
+                machines: B(&[ir::Child {
+                    name: B("helper"),
+                    path: None,
+                    inline: None,
+                    machine: Some(1),
+                }]),
+                ..child.clone()
+            };
+            ir::Bundle {
+                machines: vec![parent, child].into(),
+                profiles: B(&[]),
+            }
+        })
+    }
+
+    fn parent_next(from: usize, _: &Value) -> Result<Option<usize>, Error> {
+        Ok((from == 0).then_some(1))
+    }
+
+    /// A child of a compiled parent moves through its own generated function too.
+    #[tokio::test]
+    async fn children_of_a_compiled_machine_run_their_generated_functions() {
+        let compiled: &'static CompiledMachine = Box::leak(Box::new(CompiledMachine {
+            bundle: family(),
+            next: &[parent_next, always_other],
+        }));
+        let rt = Runtime::new();
+        let out = rt.run(&compiled.load().unwrap(), json!({})).await.unwrap();
+        assert_eq!(out, json!({"took": "other"}));
+        // Interpreted, the child's condition text decides.
+        let interpreted = Machine::from_bundle(family(), None).unwrap();
+        let out = rt.run(&interpreted, json!({})).await.unwrap();
+        assert_eq!(out, json!({"took": "done"}));
+    }
+
     #[test]
     fn machine_is_loaded_once() {
         static CELL: OnceLock<Machine> = OnceLock::new();

@@ -52,41 +52,8 @@ pub use py::{
     py_cmp, py_eq, py_repr_str, py_truthy,
 };
 
-/// Which language a machine's conditions are written in (`expression_engine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Engine {
-    /// `simple` (the default): the whitelisted Python subset.
-    #[default]
-    Simple,
-    /// `cel`: the Common Expression Language. Needs the `cel` feature to compile
-    /// conditions; without it [`Condition::compile`] fails.
-    Cel,
-}
-
-impl Engine {
-    /// The engine named by an `expression_engine` value (`"simple"` or `"cel"`), if any.
-    pub fn from_name(name: &str) -> Option<Engine> {
-        match name {
-            "simple" => Some(Engine::Simple),
-            "cel" => Some(Engine::Cel),
-            _ => None,
-        }
-    }
-
-    /// The `expression_engine` spelling of the engine.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Engine::Simple => "simple",
-            Engine::Cel => "cel",
-        }
-    }
-}
-
-impl fmt::Display for Engine {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// Which language a machine's conditions are written in (`expression_engine`); the IR's type.
+pub use flatmachines_ir::Engine;
 
 /// A condition ready to be evaluated: parse it once per machine with
 /// [`Condition::compile`], evaluate it at every transition with [`Condition::evaluate`].

@@ -9,7 +9,7 @@ use crate::agent::AgentSpec;
 use crate::condition::{Condition, Engine};
 use crate::error::Error;
 use crate::executor::checkpoint::PersistenceDef;
-use crate::peers::{Call, ChildDocument, ChildEntry, ChildMachines, Mode, PeerCalls};
+use crate::peers::{Call, ChildDocument, ChildEntry, ChildMachines, PeerCalls};
 use crate::template::{Prepared, Templates};
 use flatmachines_ir::{self as ir, Json};
 use serde_json::Value;
@@ -86,7 +86,6 @@ pub(crate) struct StateDef {
     pub on_error: Option<OnErrorDef>,
     pub action: Option<String>,
     pub wait_for: Option<Value>,
-    pub has_children: bool,
     pub launch: Vec<String>,
     /// `machine:` / `foreach:` and their options, `launch_input` (`peers.rs`).
     pub peers: PeerCalls,
@@ -241,10 +240,7 @@ fn instantiate(
     m: &ir::MachineIr,
     next: Option<NextFn>,
 ) -> Result<MachineDef, Error> {
-    let engine = match m.engine {
-        ir::Engine::Simple => Engine::Simple,
-        ir::Engine::Cel => Engine::Cel,
-    };
+    let engine = m.engine;
     // A compiled machine's generated function decides; only interpreted ones parse their
     // conditions (once, here).
     let conditions: Vec<Condition> = if next.is_some() {
@@ -354,14 +350,15 @@ fn instantiate_state(
             machine: machine.to_string(),
         },
     });
+    let input = s.input.as_ref().map(Json::to_value);
     StateDef {
         name: s.name.to_string(),
         is_final: s.is_final,
         agent: s.agent.as_ref().map(|a| a.to_string()),
         execution: s.execution.clone(),
         tool_loop: s.tool_loop,
-        input: s.input.as_ref().map(Json::to_value),
-        input_plan: s.input.as_ref().map(|i| Prepared::map(&i.to_value())),
+        input_plan: input.as_ref().map(Prepared::map),
+        input,
         output_to_context: s
             .output_to_context
             .iter()
@@ -372,14 +369,10 @@ fn instantiate_state(
         on_error,
         action: s.action.as_ref().map(|a| a.to_string()),
         wait_for: s.wait_for.as_ref().map(Json::to_value),
-        has_children: s.call.is_some(),
         launch: s.launch.iter().map(|l| l.to_string()).collect(),
         peers: PeerCalls {
             call,
-            mode: match s.mode {
-                ir::Mode::Settled => Mode::Settled,
-                ir::Mode::Any => Mode::Any,
-            },
+            mode: s.mode,
             timeout: s.timeout,
             launch_input: s.launch_input.as_ref().map(Json::to_value),
         },

@@ -123,15 +123,8 @@ fn load_at_run_time(
     ))
 }
 
-/// `mode:` of a parallel `machine:` list or a `foreach:`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Wait for every child (the default).
-    #[default]
-    Settled,
-    /// Wait for the first child to finish.
-    Any,
-}
+/// `mode:` of a parallel `machine:` list or a `foreach:`; the IR's type.
+pub(crate) use flatmachines_ir::Mode;
 
 /// What a state asks of peer machines, besides the `launch` names kept on the state.
 #[derive(Debug, Default)]

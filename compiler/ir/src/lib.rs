@@ -57,6 +57,31 @@ pub enum Engine {
     Cel,
 }
 
+impl Engine {
+    /// The engine named by an `expression_engine` value (`"simple"` or `"cel"`), if any.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        match name {
+            "simple" => Some(Engine::Simple),
+            "cel" => Some(Engine::Cel),
+            _ => None,
+        }
+    }
+
+    /// The `expression_engine` spelling of the engine.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Simple => "simple",
+            Engine::Cel => "cel",
+        }
+    }
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One lowered machine document.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct MachineIr {

@@ -66,13 +66,8 @@ impl Event {
     }
 }
 
-/// The checkpoint backend kind chosen by `persistence.backend`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum BackendKind {
-    Memory,
-    Local,
-    Sqlite,
-}
+/// The checkpoint backend kind chosen by `persistence.backend`; the IR's type.
+use flatmachines_ir::Backend as BackendKind;
 
 /// `data.persistence`, lowered (`config.md` §7).
 #[derive(Debug)]
@@ -106,7 +101,6 @@ impl PersistenceDef {
 impl PersistenceDef {
     /// The executor's form of `data.persistence` (called once per machine by `machine.rs`).
     pub(crate) fn from_ir(p: &flatmachines_ir::Persistence) -> PersistenceDef {
-        use flatmachines_ir::Backend;
         let events = match &p.checkpoint_on {
             None => Event::ALL.iter().fold(0, |acc, e| acc | e.bit()),
             Some(list) => list
@@ -116,11 +110,7 @@ impl PersistenceDef {
         };
         PersistenceDef {
             enabled: p.enabled,
-            backend: match p.backend {
-                Backend::Memory => BackendKind::Memory,
-                Backend::Local => BackendKind::Local,
-                Backend::Sqlite => BackendKind::Sqlite,
-            },
+            backend: p.backend,
             db_path: p.db_path.as_ref().map(|d| d.to_string()),
             events,
             config: p.config.to_string(),

@@ -564,7 +564,10 @@ impl Run<'_> {
         if self.children.claim_step != self.step {
             self.children.claims.clear();
         }
-        let mut fresh: Vec<(&str, Machine, String)> = Vec::with_capacity(state.launch.len());
+        // The launches to start (name, execution id), and the machines an invoker that runs
+        // them in this process needs.
+        let mut fresh: Vec<(&str, String)> = Vec::with_capacity(state.launch.len());
+        let mut machines: Vec<(String, Machine)> = Vec::with_capacity(state.launch.len());
         for name in &state.launch {
             let machine = def
                 .children
@@ -588,7 +591,8 @@ impl Run<'_> {
                 input: input.clone(),
                 launched: false,
             });
-            fresh.push((name, machine, id));
+            fresh.push((name, id));
+            machines.push((name.clone(), machine));
         }
         if fresh.is_empty() {
             return Ok(());
@@ -597,10 +601,6 @@ impl Run<'_> {
         self.save_outbox(index).await?;
         // What an invoker that runs the child in this process calls (`LaunchContext::spawn_inline`).
         let (runtime, inherited) = (self.child_runtime(), self.inherited());
-        let machines: Vec<(String, Machine)> = fresh
-            .iter()
-            .map(|(name, machine, _)| (name.to_string(), machine.clone()))
-            .collect();
         let run_inline = move |request: LaunchRequest| -> InlineRun {
             let machine = machines
                 .iter()
@@ -626,7 +626,7 @@ impl Run<'_> {
             run_inline: &run_inline,
         };
         let mut failure = None;
-        for (name, _, id) in fresh {
+        for (name, id) in fresh {
             let entry = def.children.get(name);
             let request = LaunchRequest {
                 machine_name: name.to_string(),

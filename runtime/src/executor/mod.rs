@@ -437,7 +437,7 @@ impl Run<'_> {
         // The state's output: the children's, then the agent's, then a final state's `output`
         // (`execution.md` §5); a final state without `output:` returns the last of these.
         let mut output = None;
-        if state.has_children {
+        if state.peers.call.is_some() {
             let children = self.run_children(state).await?;
             self.apply_output_to_context(state, &children)?;
             output = Some(children);

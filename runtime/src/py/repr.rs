@@ -29,7 +29,7 @@ fn write_json_repr(out: &mut String, v: &Json) {
     match v {
         Json::Null => out.push_str("None"),
         Json::Bool(b) => out.push_str(if *b { "True" } else { "False" }),
-        Json::Number(n) => write_json_number(out, n, false),
+        Json::Number(n) => write_json_number(out, n),
         Json::String(s) => write_str_repr(out, s),
         Json::Array(items) => {
             out.push('[');
@@ -56,13 +56,13 @@ fn write_json_repr(out: &mut String, v: &Json) {
     }
 }
 
-fn write_json_number(out: &mut String, n: &serde_json::Number, json: bool) {
+fn write_json_number(out: &mut String, n: &serde_json::Number) {
     if let Some(i) = n.as_i64() {
         let _ = write!(out, "{i}");
     } else if let Some(u) = n.as_u64() {
         let _ = write!(out, "{u}");
     } else {
-        write_float(out, n.as_f64().unwrap_or(f64::NAN), json);
+        write_float(out, n.as_f64().unwrap_or(f64::NAN), false);
     }
 }
 
