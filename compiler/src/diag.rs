@@ -4,28 +4,10 @@
 //! collection, which is sorted by position and reported as a whole.
 
 use crate::source::{SourceMap, Span};
-use serde::Serialize;
 use std::fmt::Write as _;
 
-/// How serious a diagnostic is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// The machine must not run: the compiler refuses it.
-    Error,
-    /// The machine runs, but probably not as its author meant.
-    Warning,
-}
-
-impl Severity {
-    /// `"error"` or `"warning"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        }
-    }
-}
+/// How serious a diagnostic is (shared with the runtime through `flatmachines-ir`).
+pub use flatmachines_ir::diagnostic::Severity;
 
 macro_rules! codes {
     ($( $(#[$doc:meta])* $name:ident = $code:literal, $sev:ident, $summary:literal; )*) => {
@@ -297,24 +279,8 @@ impl Diagnostics {
     }
 }
 
-/// A diagnostic flattened for `--format json`.
-#[derive(Clone, Debug, Serialize, PartialEq)]
-pub struct JsonDiagnostic {
-    /// Stable code, e.g. `FM0102`.
-    pub code: &'static str,
-    /// `error` or `warning`.
-    pub severity: Severity,
-    /// One-line message.
-    pub message: String,
-    /// Help line, if any.
-    pub help: Option<String>,
-    /// File as displayed, if the diagnostic has a location.
-    pub file: Option<String>,
-    /// 1-based line.
-    pub line: Option<u32>,
-    /// 1-based column.
-    pub column: Option<u32>,
-}
+/// A diagnostic flattened for `--format json` (and for `flatmachines::Error::Invalid`).
+pub use flatmachines_ir::diagnostic::Diagnostic as JsonDiagnostic;
 
 impl Diagnostic {
     /// The JSON form of this diagnostic.
@@ -325,7 +291,7 @@ impl Diagnostic {
             (f.display.clone(), line, col)
         });
         JsonDiagnostic {
-            code: self.code.as_str(),
+            code: self.code.as_str().to_string(),
             severity: self.severity,
             message: self.message.clone(),
             help: self.help.clone(),

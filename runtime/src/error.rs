@@ -1,41 +1,6 @@
 //! The errors a run can end with. Each names the machine and, where there is one, the state.
 
-/// How bad a [`Diagnostic`] is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Severity {
-    /// The machine is refused.
-    Error,
-    /// Reported; the machine still runs.
-    Warning,
-}
-
-/// One problem the compiler's checks found in a machine: what `flatmachines check --format
-/// json` prints for it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Diagnostic {
-    /// The stable code, e.g. `FM0102` (`docs/diagnostics.md`).
-    pub code: String,
-    /// Error or warning.
-    pub severity: Severity,
-    /// The one-line message.
-    pub message: String,
-    /// How to fix it, when there is something to say.
-    pub help: Option<String>,
-    /// The file, as displayed, when the diagnostic has a location.
-    pub file: Option<String>,
-    /// 1-based line.
-    pub line: Option<u32>,
-    /// 1-based column.
-    pub column: Option<u32>,
-}
-
-impl Diagnostic {
-    /// Whether it refuses the machine.
-    pub fn is_error(&self) -> bool {
-        self.severity == Severity::Error
-    }
-}
+pub use flatmachines_ir::diagnostic::{Diagnostic, Severity};
 
 /// Why a machine could not be loaded or a run failed.
 #[derive(Debug, thiserror::Error)]

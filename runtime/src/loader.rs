@@ -21,26 +21,9 @@ fn checked(input: Input<'_>, options: &LoadOptions, label: &str) -> Result<Machi
 
 /// The checks' verdict on a refused machine, structured and rendered.
 fn invalid(label: &str, checked: &flatmachines_compiler::Checked) -> Error {
-    use crate::error::{Diagnostic, Severity};
-    use flatmachines_compiler::diag::Severity as CompilerSeverity;
     Error::Invalid {
         machine: label.to_string(),
-        diagnostics: checked
-            .to_json()
-            .into_iter()
-            .map(|d| Diagnostic {
-                code: d.code.to_string(),
-                severity: match d.severity {
-                    CompilerSeverity::Error => Severity::Error,
-                    CompilerSeverity::Warning => Severity::Warning,
-                },
-                message: d.message,
-                help: d.help,
-                file: d.file,
-                line: d.line,
-                column: d.column,
-            })
-            .collect(),
+        diagnostics: checked.to_json(),
         rendered: checked.render(),
     }
 }

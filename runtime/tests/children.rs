@@ -1120,7 +1120,7 @@ data:
 
 // --- compile-time checks -----------------------------------------------------------------------
 
-fn codes(path: &Path) -> Vec<(&'static str, String)> {
+fn codes(path: &Path) -> Vec<(String, String)> {
     flatmachines::compiler::check_file(path)
         .to_json()
         .into_iter()

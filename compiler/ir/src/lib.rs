@@ -15,6 +15,7 @@
 //! ([`expr`]), Python's float spelling ([`pyfmt`]) and the bare-path rule of templates
 //! ([`bare_path`]).
 
+pub mod diagnostic;
 pub mod expr;
 mod json;
 pub mod pyfmt;
