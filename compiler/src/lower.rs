@@ -171,6 +171,26 @@ fn lower_state(s: &State, index: &HashMap<&str, u32>, conditions: &mut Condition
             break;
         }
     }
+    let tool_loop = s.tool_loop.as_ref().and_then(lower_tool_loop);
+    // A tool loop checks its state's conditional transitions after every tool call, all of
+    // them in YAML order, including any after the unconditional one (`execution.md` §9).
+    let mut loop_exits = Vec::new();
+    if tool_loop.is_some() {
+        for t in &s.transitions {
+            let (Some(to), Some(c)) = (t.to.as_ref(), t.condition.as_ref()) else {
+                continue;
+            };
+            if c.value.trim().is_empty() {
+                continue;
+            }
+            if let Some(&target) = index.get(to.value.as_str()) {
+                loop_exits.push(ir::Transition {
+                    condition: Some(conditions.id(&c.value)),
+                    target,
+                });
+            }
+        }
+    }
     let on_error = match &s.on_error {
         None => None,
         Some(OnError::State(t)) => index.get(t.value.as_str()).map(|&i| ir::OnError::State(i)),
@@ -197,10 +217,8 @@ fn lower_state(s: &State, index: &HashMap<&str, u32>, conditions: &mut Condition
         is_final: s.is_final(),
         agent: s.agent.as_ref().map(|a| text(&a.value)),
         execution: lower_execution(s),
-        tool_loop: s
-            .tool_loop
-            .as_ref()
-            .is_some_and(|t| !matches!(t.value, Value::Bool(false))),
+        tool_loop,
+        loop_exits: loop_exits.into(),
         input: s.input.as_ref().map(json),
         output_to_context,
         output: s
@@ -516,4 +534,49 @@ mod tests {
             "{\n  \"a\": [\n    1.0e+16,\n    1.5e-05,\n    0.25,\n    3.0,\n    7\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": \"é\\n\"\n}"
         );
     }
+}
+
+/// `tool_loop:` when truthy in Python's sense (`{}`, `0` and `""` are off, as in the reference).
+fn lower_tool_loop(node: &Node) -> Option<ir::ToolLoop> {
+    let on = match &node.value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Int(i) => *i != 0,
+        Value::Float(f) => *f != 0.0,
+        Value::Str(s) => !s.is_empty(),
+        Value::Seq(items) => !items.is_empty(),
+        Value::Map(entries) => !entries.is_empty(),
+    };
+    if !on {
+        return None;
+    }
+    let mut tl = ir::ToolLoop::DEFAULT;
+    let Some(entries) = node.as_map() else {
+        return Some(tl);
+    };
+    let guard = |v: &Node| match &v.value {
+        Value::Int(i) => Some(ir::Guard::Number(*i as f64)),
+        Value::Float(f) => Some(ir::Guard::Number(*f)),
+        Value::Bool(b) => Some(ir::Guard::Number(if *b { 1.0 } else { 0.0 })),
+        Value::Str(s) => Some(ir::Guard::Template(text(s))),
+        _ => None,
+    };
+    let names = |v: &Node| -> List<Str> {
+        v.as_seq()
+            .map(|items| items.iter().filter_map(|i| i.as_str().map(text)).collect())
+            .unwrap_or_default()
+    };
+    for (k, v) in entries {
+        match k.key_str().as_deref() {
+            Some("max_turns") => tl.max_turns = guard(v).unwrap_or(tl.max_turns),
+            Some("max_tool_calls") => tl.max_tool_calls = guard(v).unwrap_or(tl.max_tool_calls),
+            Some("tool_timeout") => tl.tool_timeout = guard(v).unwrap_or(tl.tool_timeout),
+            Some("total_timeout") => tl.total_timeout = guard(v).unwrap_or(tl.total_timeout),
+            Some("max_cost") => tl.max_cost = guard(v),
+            Some("allowed_tools") => tl.allowed_tools = names(v),
+            Some("denied_tools") => tl.denied_tools = names(v),
+            _ => {}
+        }
+    }
+    Some(tl)
 }

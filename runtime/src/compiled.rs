@@ -164,7 +164,8 @@ mod tests {
             is_final,
             agent: None,
             execution: ir::Execution::Default,
-            tool_loop: false,
+            tool_loop: None,
+            loop_exits: B(&[]),
             input: None,
             output_to_context: B(&[]),
             output: None,
@@ -246,7 +247,7 @@ mod tests {
     }
 
     /// A "generated" transition function that disagrees with the condition text.
-    fn always_other(from: usize, _: &Value) -> Result<Option<usize>, Error> {
+    fn always_other(from: usize, _: &Value, _: bool) -> Result<Option<usize>, Error> {
         Ok((from == 0).then_some(1))
     }
 
@@ -310,7 +311,7 @@ mod tests {
         })
     }
 
-    fn parent_next(from: usize, _: &Value) -> Result<Option<usize>, Error> {
+    fn parent_next(from: usize, _: &Value, _: bool) -> Result<Option<usize>, Error> {
         Ok((from == 0).then_some(1))
     }
 

@@ -25,6 +25,7 @@ mod registry;
 
 pub use registry::{HookArgs, HooksError, HooksRegistry};
 
+use crate::tools::ToolProvider;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -59,6 +60,18 @@ pub trait MachineHooks: Send + Sync {
     async fn on_action(&self, action: &str, _context: &mut Value) {
         tracing::warn!("Unhandled action: {action}");
     }
+    /// The model asked for tools: `tool_calls` is `[{id, name, arguments}]`. In a tool loop this
+    /// runs once per reply, before the calls; set `_abort_tool_loop` or `_skip_tools` in the
+    /// context to steer them (`hooks-adapters-cli.md` §1).
+    async fn on_tool_calls(&self, _state: &str, _tool_calls: &[Value], _context: &mut Value) {}
+    /// A tool call finished: `result` is `{tool_call_id, name, arguments, content, is_error}`.
+    /// Set `_abort_tool_loop` or `_steering_messages` in the context to steer the loop.
+    async fn on_tool_result(&self, _state: &str, _result: &Value, _context: &mut Value) {}
+    /// The tools of the tool loop in `state`; `None` uses the runtime's (its registered Rust
+    /// tools). MCP servers the agent declares are added either way.
+    fn get_tool_provider(&self, _state: &str) -> Option<Arc<dyn ToolProvider>> {
+        None
+    }
 }
 
 /// Shared hooks: keep a clone of the `Arc` to inspect them after a run.
@@ -90,6 +103,15 @@ impl<T: MachineHooks + ?Sized> MachineHooks for Arc<T> {
     }
     async fn on_action(&self, action: &str, context: &mut Value) {
         (**self).on_action(action, context).await
+    }
+    async fn on_tool_calls(&self, state: &str, tool_calls: &[Value], context: &mut Value) {
+        (**self).on_tool_calls(state, tool_calls, context).await
+    }
+    async fn on_tool_result(&self, state: &str, result: &Value, context: &mut Value) {
+        (**self).on_tool_result(state, result, context).await
+    }
+    fn get_tool_provider(&self, state: &str) -> Option<Arc<dyn ToolProvider>> {
+        (**self).get_tool_provider(state)
     }
 }
 
@@ -143,6 +165,10 @@ pub struct Metrics {
     pub total_states_executed: u64,
     /// Errors that reached the `on_error` hook.
     pub error_count: u64,
+    /// Executed tool calls per tool name (tool loops).
+    pub tool_call_counts: BTreeMap<String, u64>,
+    /// Executed tool calls whose result was an error.
+    pub tool_error_count: u64,
 }
 
 impl MetricsHooks {
@@ -186,6 +212,14 @@ impl MachineHooks for MetricsHooks {
     ) -> Option<String> {
         self.lock().error_count += 1;
         None
+    }
+    async fn on_tool_result(&self, _state: &str, result: &Value, _context: &mut Value) {
+        let mut m = self.lock();
+        let name = result.get("name").and_then(Value::as_str).unwrap_or("");
+        *m.tool_call_counts.entry(name.to_string()).or_default() += 1;
+        if result.get("is_error").and_then(Value::as_bool) == Some(true) {
+            m.tool_error_count += 1;
+        }
     }
 }
 
@@ -260,6 +294,20 @@ impl MachineHooks for CompositeHooks {
         for h in &self.hooks {
             h.on_action(action, context).await;
         }
+    }
+    async fn on_tool_calls(&self, state: &str, tool_calls: &[Value], context: &mut Value) {
+        for h in &self.hooks {
+            h.on_tool_calls(state, tool_calls, context).await;
+        }
+    }
+    async fn on_tool_result(&self, state: &str, result: &Value, context: &mut Value) {
+        for h in &self.hooks {
+            h.on_tool_result(state, result, context).await;
+        }
+    }
+    /// The first member's provider.
+    fn get_tool_provider(&self, state: &str) -> Option<Arc<dyn ToolProvider>> {
+        self.hooks.iter().find_map(|h| h.get_tool_provider(state))
     }
 }
 

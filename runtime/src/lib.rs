@@ -30,6 +30,7 @@ mod runtime;
 mod state;
 mod strategy;
 pub(crate) mod template;
+pub mod tools;
 #[cfg(feature = "loader")]
 mod yaml;
 

@@ -18,8 +18,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 /// A compiled machine's transition function: the state the machine moves to from state
-/// `from` (by index) given the context, as the executor chooses it.
-pub type NextFn = fn(from: usize, context: &Value) -> Result<Option<usize>, Error>;
+/// `from` (by index) given the context, as the executor chooses it. With `loop_exit`, only
+/// the conditional transitions a tool loop checks after each tool call
+/// ([`ir::StateIr::loop_exits`]).
+pub type NextFn = fn(from: usize, context: &Value, loop_exit: bool) -> Result<Option<usize>, Error>;
 
 /// A loaded, checked machine. Cheap to clone; share it between runs.
 #[derive(Clone, Debug)]
@@ -72,7 +74,10 @@ pub(crate) struct StateDef {
     pub is_final: bool,
     pub agent: Option<String>,
     pub execution: ir::Execution,
-    pub tool_loop: bool,
+    /// `tool_loop:` guardrails, when the state runs a tool loop.
+    pub tool_loop: Option<ir::ToolLoop>,
+    /// Interpreted [`ir::StateIr::loop_exits`] (empty for a compiled machine).
+    pub loop_exits: Vec<Transition>,
     /// `input`, as templates.
     pub input: Option<Value>,
     /// `input`, prepared for rendering at every step.
@@ -309,9 +314,11 @@ fn instantiate_state(
     conditions: &[Condition],
     texts: &[ir::Str],
 ) -> StateDef {
-    let transitions = if interpreted {
-        s.transitions
-            .iter()
+    let interpret = |list: &[ir::Transition]| -> Vec<Transition> {
+        if !interpreted {
+            return Vec::new();
+        }
+        list.iter()
             .map(|t| Transition {
                 condition: t
                     .condition
@@ -322,9 +329,9 @@ fn instantiate_state(
                 target: index(t.target),
             })
             .collect()
-    } else {
-        Vec::new()
     };
+    let transitions = interpret(&s.transitions);
+    let loop_exits = interpret(&s.loop_exits);
     let on_error = s.on_error.as_ref().map(|o| match o {
         ir::OnError::State(t) => OnErrorDef::State(index(*t)),
         ir::OnError::Map(m) => {
@@ -356,7 +363,8 @@ fn instantiate_state(
         is_final: s.is_final,
         agent: s.agent.as_ref().map(|a| a.to_string()),
         execution: s.execution.clone(),
-        tool_loop: s.tool_loop,
+        tool_loop: s.tool_loop.clone(),
+        loop_exits,
         input_plan: input.as_ref().map(Prepared::map),
         input,
         output_to_context: s

@@ -10,6 +10,7 @@ use crate::invoker::Invoker;
 use crate::machine::Machine;
 use crate::persistence::{CheckpointBackend, ConfigStore, ExecutionLock};
 use crate::results::ResultBackend;
+use crate::tools::{ToolProvider, ToolRegistry};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ impl Runtime {
             config_store: None,
             results: None,
             invoker: None,
+            tools: ToolRegistry::default(),
         }
     }
 
@@ -72,9 +74,42 @@ pub struct RuntimeBuilder {
     config_store: Option<Arc<dyn ConfigStore>>,
     results: Option<Arc<dyn ResultBackend>>,
     invoker: Option<Arc<dyn Invoker>>,
+    tools: ToolRegistry,
 }
 
 impl RuntimeBuilder {
+    /// Offers `provider`'s tools (a [`Tool`](crate::tools::Tool), a
+    /// [`Toolbox`](crate::tools::Toolbox), or any [`ToolProvider`]) to the tool loops of every
+    /// machine. Narrower registrations ([`tools_for_machine`](Self::tools_for_machine),
+    /// [`tools_for_state`](Self::tools_for_state)) win a name clash.
+    pub fn tools(mut self, provider: impl ToolProvider + 'static) -> Self {
+        self.tools.all(Arc::new(provider));
+        self
+    }
+
+    /// Offers `provider`'s tools to the tool loops of the machine named `machine` (its
+    /// `data.name`, children included when they bear that name).
+    pub fn tools_for_machine(
+        mut self,
+        machine: impl Into<String>,
+        provider: impl ToolProvider + 'static,
+    ) -> Self {
+        self.tools.machine(machine.into(), Arc::new(provider));
+        self
+    }
+
+    /// Offers `provider`'s tools to the tool loop of one state of one machine.
+    pub fn tools_for_state(
+        mut self,
+        machine: impl Into<String>,
+        state: impl Into<String>,
+        provider: impl ToolProvider + 'static,
+    ) -> Self {
+        self.tools
+            .state(machine.into(), state.into(), Arc::new(provider));
+        self
+    }
+
     /// Registers an agent adapter (replacing a built-in one of the same type name).
     pub fn adapter(mut self, adapter: impl AgentAdapter + 'static) -> Self {
         self.adapters.register(Arc::new(adapter));
@@ -162,6 +197,7 @@ impl RuntimeBuilder {
             invoker: self
                 .invoker
                 .unwrap_or_else(|| Arc::new(crate::invoker::InlineInvoker)),
+            tools: Arc::new(self.tools),
         }
     }
 }

@@ -52,6 +52,7 @@ mod compiled {
     flatmachines::include_machine!("../fixtures/conformance/machine_child/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/machine_parallel/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/foreach_as_key/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/tool_loop_basic/machine.yml");
 }
 
 fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
@@ -73,6 +74,7 @@ fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
         "machine_child" => compiled::report_pipeline::machine(),
         "machine_parallel" => compiled::dual_review::machine(),
         "foreach_as_key" => compiled::city_facts::machine(),
+        "tool_loop_basic" => compiled::tool_loop_basic::machine(),
         other => panic!("case {other} is not compiled into this test; add it to `mod compiled`"),
     }
 }

@@ -181,8 +181,12 @@ pub struct StateIr {
     pub agent: Option<Str>,
     /// `execution:` with defaults applied.
     pub execution: Execution,
-    /// A `tool_loop` that is present and not `false`.
-    pub tool_loop: bool,
+    /// `tool_loop:` when it is truthy (`config.md` §3.5): the state runs a machine-driven tool
+    /// loop instead of one agent call.
+    pub tool_loop: Option<ToolLoop>,
+    /// For a tool loop: its conditional transitions, in YAML order (even those after an
+    /// unconditional one), which the loop checks after every tool call to leave early.
+    pub loop_exits: List<Transition>,
     /// `input:`: templates rendered with the context.
     pub input: Option<Json>,
     /// `output_to_context:`, in YAML order: context key and template.
@@ -208,6 +212,48 @@ pub struct StateIr {
     pub launch: List<Str>,
     /// `launch_input:`.
     pub launch_input: Option<Json>,
+}
+
+/// The guardrails of a tool loop (`config.md` §3.5), defaults applied.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ToolLoop {
+    /// LLM turns at most (default 20; converted with Python's `int`).
+    pub max_turns: Guard,
+    /// Executed tool calls at most (default 50; `int`).
+    pub max_tool_calls: Guard,
+    /// Seconds one tool call may take (default 30).
+    pub tool_timeout: Guard,
+    /// Seconds the whole loop may take (default 600).
+    pub total_timeout: Guard,
+    /// Cost the loop may reach (`None`: no limit).
+    pub max_cost: Option<Guard>,
+    /// Tools the model may call (empty: all).
+    pub allowed_tools: List<Str>,
+    /// Tools the model may not call.
+    pub denied_tools: List<Str>,
+}
+
+impl ToolLoop {
+    /// `tool_loop: true`: every guardrail at its default.
+    pub const DEFAULT: ToolLoop = ToolLoop {
+        max_turns: Guard::Number(20.0),
+        max_tool_calls: Guard::Number(50.0),
+        tool_timeout: Guard::Number(30.0),
+        total_timeout: Guard::Number(600.0),
+        max_cost: None,
+        allowed_tools: Cow::Borrowed(&[]),
+        denied_tools: Cow::Borrowed(&[]),
+    };
+}
+
+/// A guardrail value: a number from the YAML, or a template rendered with the context when the
+/// loop starts and then converted.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum Guard {
+    /// A number (a YAML boolean counts as 0 or 1, as in Python).
+    Number(f64),
+    /// Template text.
+    Template(Str),
 }
 
 /// A transition the executor may take.

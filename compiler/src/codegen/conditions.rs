@@ -170,46 +170,73 @@ pub(super) fn transitions_module(bundle: &ir::Bundle, conditions: &Conditions) -
         let cel = m.engine == ir::Engine::Cel;
         let machine = Lit::string(&m.name);
         let mut uses_context = false;
-        let mut arms = Vec::new();
-        for (si, s) in m.states.iter().enumerate() {
-            if s.is_final || s.transitions.is_empty() {
-                continue;
-            }
-            let name = Lit::string(&s.name);
-            let mut body = Vec::new();
-            let mut fallthrough = quote!(::core::result::Result::Ok(::core::option::Option::None));
-            for t in s.transitions.iter() {
-                let target = t.target as usize;
-                let next = quote!(::core::result::Result::Ok(::core::option::Option::Some(#target)));
-                match t.condition {
-                    None => {
-                        fallthrough = next;
-                        break;
-                    }
-                    Some(c) => {
-                        uses_context = true;
-                        let cond = conditions.item(&m.conditions[c as usize], cel);
-                        body.push(quote! {
-                            if ::flatmachines::__private::holds(&super::conditions::#cond, context, #machine, #name)? {
-                                return #next;
-                            }
-                        });
+        // One `match` arm per state: the transitions in order, the first that holds wins.
+        let mut arms_of = |pick: &dyn Fn(&ir::StateIr) -> &[ir::Transition]| {
+            let mut arms = Vec::new();
+            for (si, s) in m.states.iter().enumerate() {
+                let transitions = pick(s);
+                if s.is_final || transitions.is_empty() {
+                    continue;
+                }
+                let name = Lit::string(&s.name);
+                let mut body = Vec::new();
+                let mut fallthrough =
+                    quote!(::core::result::Result::Ok(::core::option::Option::None));
+                for t in transitions {
+                    let target = t.target as usize;
+                    let next =
+                        quote!(::core::result::Result::Ok(::core::option::Option::Some(#target)));
+                    match t.condition {
+                        None => {
+                            fallthrough = next;
+                            break;
+                        }
+                        Some(c) => {
+                            uses_context = true;
+                            let cond = conditions.item(&m.conditions[c as usize], cel);
+                            body.push(quote! {
+                                if ::flatmachines::__private::holds(&super::conditions::#cond, context, #machine, #name)? {
+                                    return #next;
+                                }
+                            });
+                        }
                     }
                 }
+                arms.push(if body.is_empty() {
+                    quote!(#si => #fallthrough,)
+                } else {
+                    quote!(#si => {
+                        #(#body)*
+                        #fallthrough
+                    })
+                });
             }
-            arms.push(if body.is_empty() {
-                quote!(#si => #fallthrough,)
-            } else {
-                quote!(#si => {
-                    #(#body)*
-                    #fallthrough
-                })
-            });
-        }
+            arms
+        };
+        let arms = arms_of(&|s| &s.transitions);
+        let exit_arms = arms_of(&|s| &s.loop_exits);
+        let exits = if exit_arms.is_empty() {
+            quote! {
+                if loop_exit {
+                    return ::core::result::Result::Ok(::core::option::Option::None);
+                }
+            }
+        } else {
+            quote! {
+                if loop_exit {
+                    return match from {
+                        #(#exit_arms)*
+                        _ => ::core::result::Result::Ok(::core::option::Option::None),
+                    };
+                }
+            }
+        };
         let unused = (!uses_context).then(|| quote!(let _ = context;));
         let doc = format!(
             " The next state of `{}` after state `from` (by index): the first transition whose \
-             condition holds, in YAML order; `None` for a final state or when none holds.",
+             condition holds, in YAML order; `None` for a final state or when none holds. With \
+             `loop_exit`, only the conditional transitions a tool loop checks after each tool \
+             call.",
             m.name
         );
         quote! {
@@ -217,8 +244,10 @@ pub(super) fn transitions_module(bundle: &ir::Bundle, conditions: &Conditions) -
             pub fn #func(
                 from: usize,
                 context: &::flatmachines::__private::serde_json::Value,
+                loop_exit: bool,
             ) -> ::core::result::Result<::core::option::Option<usize>, ::flatmachines::Error> {
                 #unused
+                #exits
                 match from {
                     #(#arms)*
                     _ => ::core::result::Result::Ok(::core::option::Option::None),
@@ -257,7 +286,7 @@ pub(super) fn typed_transition_fns(has_states: bool) -> TokenStream {
             from: State,
             context: &::flatmachines::__private::serde_json::Value,
         ) -> ::core::result::Result<::core::option::Option<State>, ::flatmachines::Error> {
-            ::core::result::Result::Ok(transitions::next_0(from.index(), context)?.map(|i| State::ALL[i]))
+            ::core::result::Result::Ok(transitions::next_0(from.index(), context, false)?.map(|i| State::ALL[i]))
         }
 
         /// The executor's whole transition step out of `from`: [`next_state`], then the

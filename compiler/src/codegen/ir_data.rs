@@ -147,21 +147,23 @@ fn state(st: &ir::StateIr) -> TokenStream {
     let is_final = st.is_final;
     let agent = opt(st.agent.as_deref(), s);
     let execution = execution(&st.execution);
-    let tool_loop = st.tool_loop;
+    let tool_loop = opt(st.tool_loop.as_ref(), tool_loop);
     let input = opt(st.input.as_ref(), json);
     let otc = list(st.output_to_context.iter().map(|(k, v)| {
         let (k, v) = (s(k), json(v));
         quote!((#k, #v))
     }));
     let output = opt(st.output.as_ref(), json);
-    let transitions = list(st.transitions.iter().map(|t| {
+    let transition = |t: &ir::Transition| {
         let condition = opt(t.condition, |c| {
             let lit = u32_lit(c);
             quote!(#lit)
         });
         let target = u32_lit(t.target);
         quote!(#p::Transition { condition: #condition, target: #target })
-    }));
+    };
+    let transitions = list(st.transitions.iter().map(transition));
+    let loop_exits = list(st.loop_exits.iter().map(transition));
     let on_error = opt(st.on_error.as_ref(), |o| match o {
         ir::OnError::State(t) => {
             let t = u32_lit(*t);
@@ -213,6 +215,7 @@ fn state(st: &ir::StateIr) -> TokenStream {
         agent: #agent,
         execution: #execution,
         tool_loop: #tool_loop,
+        loop_exits: #loop_exits,
         input: #input,
         output_to_context: #otc,
         output: #output,
@@ -225,6 +228,34 @@ fn state(st: &ir::StateIr) -> TokenStream {
         timeout: #timeout,
         launch: #launch,
         launch_input: #launch_input,
+    })
+}
+
+fn tool_loop(t: &ir::ToolLoop) -> TokenStream {
+    let p = quote!(::flatmachines::__private::ir);
+    let guard = |g: &ir::Guard| match g {
+        ir::Guard::Number(n) => {
+            let n = f64_lit(*n);
+            quote!(#p::Guard::Number(#n))
+        }
+        ir::Guard::Template(t) => {
+            let t = s(t);
+            quote!(#p::Guard::Template(#t))
+        }
+    };
+    let (max_turns, max_tool_calls) = (guard(&t.max_turns), guard(&t.max_tool_calls));
+    let (tool_timeout, total_timeout) = (guard(&t.tool_timeout), guard(&t.total_timeout));
+    let max_cost = opt(t.max_cost.as_ref(), guard);
+    let allowed = list(t.allowed_tools.iter().map(|n| s(n)));
+    let denied = list(t.denied_tools.iter().map(|n| s(n)));
+    quote!(#p::ToolLoop {
+        max_turns: #max_turns,
+        max_tool_calls: #max_tool_calls,
+        tool_timeout: #tool_timeout,
+        total_timeout: #total_timeout,
+        max_cost: #max_cost,
+        allowed_tools: #allowed,
+        denied_tools: #denied,
     })
 }
 

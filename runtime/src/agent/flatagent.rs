@@ -1,7 +1,9 @@
 //! The `flatagent` adapter: a flatagent document run against any OpenAI-compatible
 //! chat-completions endpoint (`hooks-adapters-cli.md` §5.1, `config.md` §10).
 
-use super::{AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec};
+use super::{
+    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, ToolTurn,
+};
 use crate::template::{Templates, Vars};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +21,8 @@ const FORWARDED: &[&str] = &[
     "seed",
     "stop",
     "n",
+    "tool_choice",
+    "parallel_tool_calls",
 ];
 
 /// Adapter for `type: flatagent` (and plain agent paths and inline flatagent documents).
@@ -208,7 +212,20 @@ struct FlatAgentExecutor {
 #[async_trait::async_trait]
 impl AgentExecutor for FlatAgentExecutor {
     async fn execute(&self, input: Value, _context: &Value) -> Result<AgentResult, AgentFailure> {
-        self.call(input).await
+        self.call(input, None).await
+    }
+
+    fn supports_tool_loop(&self) -> bool {
+        true
+    }
+
+    async fn execute_with_tools(
+        &self,
+        input: Value,
+        turn: ToolTurn<'_>,
+        _context: &Value,
+    ) -> Result<AgentResult, AgentFailure> {
+        self.call(input, Some(turn)).await
     }
 
     fn metadata(&self) -> Option<&Value> {
@@ -217,25 +234,35 @@ impl AgentExecutor for FlatAgentExecutor {
 }
 
 impl FlatAgentExecutor {
-    fn render(&self, template: &str, input: &Value) -> Result<String, AgentFailure> {
+    fn render(
+        &self,
+        template: &str,
+        input: &Value,
+        tools_prompt: &str,
+    ) -> Result<String, AgentFailure> {
         let model = Value::Object(self.model.clone());
         let empty_list = Value::Array(Vec::new());
-        let empty = Value::String(String::new());
+        let tools_prompt = Value::String(tools_prompt.to_string());
         let vars = Vars::new()
             .with("input", input)
             .with("model", &model)
             .with("tools", &empty_list)
-            .with("tools_prompt", &empty);
+            .with("tools_prompt", &tools_prompt);
         self.templates
             .render_str(template, &vars)
             .map_err(|e| AgentFailure::new(e.kind(), e.to_string()))
     }
 
-    async fn call(&self, input: Value) -> Result<AgentResult, AgentFailure> {
-        let system = self.render(&self.system, &input)?;
-        let mut user = self.render(&self.user, &input)?;
+    async fn call(
+        &self,
+        input: Value,
+        turn: Option<ToolTurn<'_>>,
+    ) -> Result<AgentResult, AgentFailure> {
+        let tools_prompt = turn.map_or("", |t| t.tools_prompt);
+        let system = self.render(&self.system, &input, tools_prompt)?;
+        let mut user = self.render(&self.user, &input, tools_prompt)?;
         if let Some(s) = &self.suffix {
-            let s = self.render(s, &input)?;
+            let s = self.render(s, &input, tools_prompt)?;
             if !s.is_empty() {
                 user.push_str("\n\n");
                 user.push_str(&s);
@@ -246,18 +273,33 @@ impl FlatAgentExecutor {
             .get("name")
             .and_then(Value::as_str)
             .unwrap_or("gpt-4o-mini");
+        let has_input = input.as_object().is_none_or(|m| !m.is_empty());
+        let history = turn.and_then(|t| t.messages);
+        // A continuation sends the chain after the system prompt, and a new user message only
+        // when there is fresh input; it reports no rendered prompt of its own.
+        let mut messages = vec![json!({"role": "system", "content": system})];
+        match history {
+            Some(h) if !h.is_empty() => {
+                messages.extend(h.iter().cloned());
+                if has_input {
+                    messages.push(json!({"role": "user", "content": user}));
+                }
+            }
+            _ => messages.push(json!({"role": "user", "content": user})),
+        }
+        let user = (history.is_none() || has_input).then_some(user);
+        let tools = turn.map_or(&[][..], |t| t.tools);
         let mut body = Map::new();
         body.insert("model".into(), json!(name));
-        body.insert(
-            "messages".into(),
-            json!([{"role": "system", "content": system}, {"role": "user", "content": user}]),
-        );
+        body.insert("messages".into(), Value::Array(messages));
         for k in FORWARDED {
             if let Some(v) = self.model.get(*k) {
                 body.insert((*k).to_string(), v.clone());
             }
         }
-        if self.wants_json {
+        if !tools.is_empty() {
+            body.insert("tools".into(), Value::Array(tools.to_vec()));
+        } else if self.wants_json {
             body.insert("response_format".into(), json!({"type": "json_object"}));
         }
         let base = self
@@ -304,11 +346,16 @@ impl FlatAgentExecutor {
             AgentFailure::new("JSONDecodeError", format!("invalid JSON from {url}: {e}"))
         })?;
         let choice = reply.pointer("/choices/0").cloned().unwrap_or(Value::Null);
+        // A reply that only calls tools has `content: null`, which stays null.
         let content = choice
             .pointer("/message/content")
             .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+            .map(str::to_string);
+        let tool_calls = choice
+            .pointer("/message/tool_calls")
+            .and_then(Value::as_array)
+            .filter(|calls| !calls.is_empty())
+            .map(|calls| Value::Array(calls.iter().map(tool_call).collect()));
         let finish = match choice.get("finish_reason").and_then(Value::as_str) {
             Some("length" | "max_tokens") => "length",
             Some("tool_calls" | "tool_use" | "function_call") => "tool_use",
@@ -326,21 +373,41 @@ impl FlatAgentExecutor {
                 "api_calls": 1,
             })
         });
-        let output = self.wants_json.then(|| {
-            serde_json::from_str::<Value>(strip_markdown_json(&content))
-                .unwrap_or_else(|_| json!({"_raw": content}))
-        });
+        let output = match &content {
+            Some(text) if self.wants_json && tools.is_empty() && !text.is_empty() => Some(
+                serde_json::from_str::<Value>(strip_markdown_json(text))
+                    .unwrap_or_else(|_| json!({"_raw": text})),
+            ),
+            _ => None,
+        };
         Ok(AgentResult {
             output,
-            content: Some(content),
+            content,
+            tool_calls,
             usage: usage.or_else(|| Some(json!({"api_calls": 1}))),
             finish_reason: Some(finish.to_string()),
             provider_data: Some(provider_data),
             metadata: self.metadata.clone(),
-            rendered_user_prompt: Some(user),
+            rendered_user_prompt: user,
             ..AgentResult::default()
         })
     }
+}
+
+/// `{id, name, arguments}` from an OpenAI tool call. Arguments sent as JSON text are parsed
+/// (text that is not JSON gives `{}`, as in the reference); an object is taken as it is.
+fn tool_call(call: &Value) -> Value {
+    let function = call.get("function");
+    let arguments = match function.and_then(|f| f.get("arguments")) {
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| json!({})),
+        Some(Value::Null) | None => json!({}),
+        Some(other) => other.clone(),
+    };
+    json!({
+        "id": call.get("id").cloned().unwrap_or(Value::Null),
+        "name": function.and_then(|f| f.get("name")).cloned().unwrap_or(Value::Null),
+        "arguments": arguments,
+    })
 }
 
 /// The provider error class names of the OpenAI SDK, which the reference reports.
@@ -364,7 +431,7 @@ fn http_error(
     status: u16,
     body: &str,
     retry_after: Option<f64>,
-    user: String,
+    user: Option<String>,
     provider_data: Value,
 ) -> AgentResult {
     let message = serde_json::from_str::<Value>(body)
@@ -402,12 +469,12 @@ fn http_error(
         finish_reason: Some("error".into()),
         rate_limit,
         provider_data: Some(provider_data),
-        rendered_user_prompt: Some(user),
+        rendered_user_prompt: user,
         ..AgentResult::default()
     }
 }
 
-fn transport_error(e: &reqwest::Error, user: String, provider_data: Value) -> AgentResult {
+fn transport_error(e: &reqwest::Error, user: Option<String>, provider_data: Value) -> AgentResult {
     let (code, ty) = if e.is_timeout() {
         ("timeout", "Timeout")
     } else {
@@ -417,7 +484,7 @@ fn transport_error(e: &reqwest::Error, user: String, provider_data: Value) -> Ag
         error: Some(json!({"code": code, "type": ty, "message": e.to_string(), "retryable": true})),
         finish_reason: Some("error".into()),
         provider_data: Some(provider_data),
-        rendered_user_prompt: Some(user),
+        rendered_user_prompt: user,
         ..AgentResult::default()
     }
 }
@@ -494,12 +561,12 @@ mod tests {
             500,
             r#"{"error": {"message": "overheated"}}"#,
             None,
-            String::new(),
+            None,
             Value::Null,
         );
         assert_eq!(r.error_text().unwrap(), "InternalServerError: overheated");
         assert!(r.retryable());
-        let r = http_error(429, "{}", Some(2.0), String::new(), Value::Null);
+        let r = http_error(429, "{}", Some(2.0), None, Value::Null);
         assert_eq!(r.error.as_ref().unwrap()["code"], "rate_limit");
         assert_eq!(r.rate_limit.unwrap()["retry_after"], 2.0);
     }

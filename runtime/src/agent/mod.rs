@@ -191,12 +191,66 @@ pub struct AdapterContext {
     pub profiles: Option<Value>,
 }
 
+/// One call of a machine-driven tool loop (the reference's `execute_with_tools` arguments).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct ToolTurn<'a> {
+    /// The tools the model may call, in OpenAI function format. Empty on the loop's final
+    /// "tool use limit reached" pass, which asks for text.
+    pub tools: &'a [Value],
+    /// The chat so far (user, assistant and tool messages in OpenAI shape), `None` on the
+    /// loop's first call, which renders the prompts from the input instead.
+    pub messages: Option<&'a [Value]>,
+    /// The agent's rendered `mcp.tool_prompt`, the `tools_prompt` prompt variable (empty
+    /// without MCP servers).
+    pub tools_prompt: &'a str,
+}
+
+impl<'a> ToolTurn<'a> {
+    /// A turn offering `tools`, continuing `messages` (`None` for the first call).
+    pub fn new(tools: &'a [Value], messages: Option<&'a [Value]>) -> Self {
+        ToolTurn {
+            tools,
+            messages,
+            tools_prompt: "",
+        }
+    }
+
+    /// The same turn with `tools_prompt` set.
+    pub fn with_tools_prompt(mut self, tools_prompt: &'a str) -> Self {
+        self.tools_prompt = tools_prompt;
+        self
+    }
+}
+
 /// Runs one agent. Executors are created once per agent name and reused. Implement it with
 /// `#[flatmachines::async_trait]`, like every async trait of the crate.
 #[async_trait::async_trait]
 pub trait AgentExecutor: Send + Sync {
     /// Calls the agent with the rendered `input`. `context` is the live machine context.
     async fn execute(&self, input: Value, context: &Value) -> Result<AgentResult, AgentFailure>;
+
+    /// Whether [`AgentExecutor::execute_with_tools`] is implemented: a `tool_loop` state on an
+    /// agent without it fails with the reference's "does not support machine-driven tool loops".
+    fn supports_tool_loop(&self) -> bool {
+        false
+    }
+
+    /// One call of a tool loop (`hooks-adapters-cli.md` §4.1): `input` is the rendered state
+    /// input on the first call and `{}` on continuations. A reply that wants tools sets
+    /// `finish_reason: "tool_use"` and `tool_calls: [{id, name, arguments}]`; the first call
+    /// should report `rendered_user_prompt`, which seeds the chain.
+    async fn execute_with_tools(
+        &self,
+        _input: Value,
+        _turn: ToolTurn<'_>,
+        _context: &Value,
+    ) -> Result<AgentResult, AgentFailure> {
+        Err(AgentFailure::new(
+            "NotImplementedError",
+            "this agent does not run machine-driven tool loops",
+        ))
+    }
 
     /// The agent document's `metadata` (read by `mdap_voting`).
     fn metadata(&self) -> Option<&Value> {

@@ -29,7 +29,6 @@ pub(crate) enum Event {
     #[allow(dead_code)] // written by `wait_for` states (signals)
     Waiting,
     /// After each executed tool of a tool loop.
-    #[allow(dead_code)] // written by tool loops
     ToolCall,
 }
 
@@ -709,6 +708,12 @@ pub(crate) async fn resume(run: &mut Run<'_>, execution_id: &str) -> Result<Resu
         *slot = Value::Null;
     }
     run.inject_metadata(&def.states[index].name);
+    // Deviation: a tool loop continues from its last checkpointed tool call.
+    if event == Some(Event::ToolCall.name())
+        && let Some(saved) = snapshot.tool_loop_state
+    {
+        run.resumed_tool_loop = Some((index, saved));
+    }
     tracing::info!(
         "restored execution {execution_id} from `{key}`: step {}, state `{}`",
         run.step,

@@ -218,7 +218,7 @@ impl Run<'_> {
         }
     }
 
-    fn state_index(&self, state: &StateDef) -> Option<usize> {
+    pub(super) fn state_index(&self, state: &StateDef) -> Option<usize> {
         self.def.states.iter().position(|s| std::ptr::eq(s, state))
     }
 

@@ -7,6 +7,7 @@ use crate::hooks::{HooksRegistry, MachineHooks};
 use crate::invoker::Invoker;
 use crate::persistence::{CheckpointBackend, ConfigStore, ExecutionLock};
 use crate::results::ResultBackend;
+use crate::tools::ToolRegistry;
 use std::sync::Arc;
 
 /// Options of one run.
@@ -43,6 +44,8 @@ pub struct Runtime {
     pub(crate) results: Arc<dyn ResultBackend>,
     /// Starts `launch:` machines (`parallel-and-launch.md` §7).
     pub(crate) invoker: Arc<dyn Invoker>,
+    /// Tool providers registered on the builder, for tool loops.
+    pub(crate) tools: Arc<ToolRegistry>,
 }
 
 impl std::fmt::Debug for Runtime {

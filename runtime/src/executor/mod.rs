@@ -24,6 +24,7 @@ impl From<crate::template::TemplateError> for StateFailure {
 pub(crate) mod checkpoint;
 mod children;
 pub(crate) mod env;
+mod tool_loop;
 
 pub(crate) use checkpoint::Event;
 
@@ -48,6 +49,12 @@ pub(crate) struct Run<'a> {
     pub persist: checkpoint::Persist,
     /// Result backend, invoker and background children of this run.
     pub children: children::Children,
+    /// The `tool_loop_state` of the `tool_call` checkpoint a resumed run starts from, with its
+    /// state index: that state's loop continues from it instead of starting over.
+    pub resumed_tool_loop: Option<(usize, Value)>,
+    /// MCP servers started by this run's tool loops, by agent name; shut down when it ends.
+    #[cfg(feature = "mcp")]
+    pub mcp: Vec<(String, Arc<crate::tools::McpServers>)>,
 }
 
 /// What a child run inherits from its parent (`parallel-and-launch.md` §1).
@@ -119,6 +126,9 @@ pub(crate) async fn run_inherited(
         executors: Vec::new(),
         persist,
         children,
+        resumed_tool_loop: None,
+        #[cfg(feature = "mcp")]
+        mcp: Vec::new(),
     };
     run.persist.acquire(&run.execution_id, &def.name).await?;
     let result = run.execute(input, &opts).await;
@@ -127,6 +137,10 @@ pub(crate) async fn run_inherited(
     let flushed = run.flush_checkpoints().await;
     let result = result.and_then(|output| flushed.map(|()| output));
     let finished = run.children.finish().await;
+    #[cfg(feature = "mcp")]
+    for (_, servers) in run.mcp.drain(..) {
+        servers.shutdown().await;
+    }
     run.persist.release(&run.execution_id).await;
     let output = result?;
     finished?;
@@ -234,7 +248,10 @@ impl Run<'_> {
             {
                 break;
             }
-            current = self.next_state(idx, state)?;
+            current = match self.tool_loop_target(&state.name)? {
+                Some(target) => Some(target),
+                None => self.next_state(idx, state)?,
+            };
             if let (Some(next), Some(h)) = (current, &self.hooks) {
                 let target = def.states[next].name.as_str();
                 current = match h
@@ -394,10 +411,34 @@ impl Run<'_> {
         self.def.states.iter().position(|s| s.name == name)
     }
 
+    /// A tool loop that left through a conditional transition names its target in the
+    /// context; the run goes straight there (`execution.md` §9).
+    fn tool_loop_target(&mut self, from: &str) -> Result<Option<usize>, Error> {
+        let Some(ctx) = self.context.as_object_mut() else {
+            return Ok(None);
+        };
+        let Some(target) = ctx.remove("_tool_loop_next_state") else {
+            return Ok(None);
+        };
+        ctx.remove("_tool_loop_stop");
+        let name = target.as_str().unwrap_or_default();
+        self.def
+            .states
+            .iter()
+            .position(|s| s.name == name)
+            .map(Some)
+            .ok_or_else(|| Error::State {
+                machine: self.def.name.clone(),
+                state: from.to_string(),
+                kind: "KeyError".into(),
+                message: format!("_tool_loop_next_state names no state: {target}"),
+            })
+    }
+
     fn next_state(&self, idx: usize, state: &StateDef) -> Result<Option<usize>, Error> {
         // A compiled machine moves through its generated transition function.
         if let Some(next) = self.def.next {
-            return next(idx, &self.context);
+            return next(idx, &self.context, false);
         }
         for t in &state.transitions {
             let matched = t
@@ -418,7 +459,6 @@ impl Run<'_> {
 
     /// One state's work in the reference's order (`execution.md` §5). Returns the final output.
     async fn run_state(&mut self, state: &StateDef) -> Result<Option<Value>, StateFailure> {
-        let def = self.def;
         if state.wait_for.is_some() {
             return Err(StateFailure::new(
                 "NotImplementedError",
@@ -443,11 +483,14 @@ impl Run<'_> {
             output = Some(children);
         }
         if let Some(agent) = &state.agent {
-            if state.tool_loop {
-                return Err(StateFailure::new(
-                    "NotImplementedError",
-                    "tool loops are not supported yet",
-                ));
+            if let Some(config) = &state.tool_loop {
+                let idx = self
+                    .state_index(state)
+                    .expect("the state belongs to the machine");
+                let payload = self.run_tool_loop(idx, state, agent, config).await?;
+                self.apply_output_to_context(state, &payload)?;
+                output = Some(payload);
+                return self.final_output(state, output);
             }
             let input = match &state.input_plan {
                 Some(plan) => self.render_prepared(plan)?,
@@ -461,19 +504,48 @@ impl Run<'_> {
             }
             self.total_api_calls += result.api_calls();
             self.total_cost += result.machine_cost();
+            self.report_agent_tools(state, &result).await;
             let payload = result.into_payload();
             self.apply_output_to_context(state, &payload)?;
             output = Some(payload);
         }
+        self.final_output(state, output)
+    }
+
+    /// A final state's `output:` rendered, else `output`.
+    fn final_output(
+        &self,
+        state: &StateDef,
+        output: Option<Value>,
+    ) -> Result<Option<Value>, StateFailure> {
         if state.is_final
             && let Some(spec) = &state.output
         {
-            let out = def
+            let out = self
+                .def
                 .templates
                 .render_prepared(spec, &Vars::new().with("context", &self.context))?;
             return Ok(Some(out));
         }
         Ok(output)
+    }
+
+    /// A plain agent call's tool activity, for the observing hooks (`execution.md` §8 step
+    /// 10): the calls it asked for, and the results of tools an adapter ran itself.
+    async fn report_agent_tools(&mut self, state: &StateDef, result: &crate::agent::AgentResult) {
+        let Some(h) = &self.hooks else { return };
+        if let Some(Value::Array(calls)) = &result.tool_calls
+            && !calls.is_empty()
+        {
+            h.on_tool_calls(&state.name, calls, &mut self.context).await;
+        }
+        if let Some(Value::Array(results)) =
+            result.metadata.as_ref().and_then(|m| m.get("tool_results"))
+        {
+            for r in results {
+                h.on_tool_result(&state.name, r, &mut self.context).await;
+            }
+        }
     }
 
     /// The variables of a state's `input`: the context, also as `input`.

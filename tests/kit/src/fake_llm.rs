@@ -4,7 +4,7 @@
 //! scripts): per model a list of `responses` used once each, `match` rules on the last user
 //! message, a model `default` and a global `default`; entries are text, JSON objects (sent as
 //! their JSON text), or control objects with `$status`, `$message`, `$type`, `$content`,
-//! `$usage`, `$finish_reason`, `$delay_ms`, `$headers`. Every request is logged like fake-llm's
+//! `$usage`, `$finish_reason`, `$tool_calls`, `$delay_ms`, `$headers`. Every request is logged like fake-llm's
 //! request log (`model`, `messages`, `params`) so tests compare what was sent.
 
 use serde_json::{Map, Value, json};
@@ -277,10 +277,25 @@ fn reply(entry: &Value, model: &str, messages: &Value) -> Reply {
         other => python_json(other),
     };
     let (status, content, usage, finish, delay, headers, message, ty) = match control {
-        None => (200, text_of(entry), None, None, 0, Vec::new(), None, None),
+        None => (
+            200,
+            Some(text_of(entry)),
+            None,
+            None,
+            0,
+            Vec::new(),
+            None,
+            None,
+        ),
         Some(c) => (
             c.get("$status").and_then(Value::as_u64).unwrap_or(200) as u16,
-            c.get("$content").map(text_of).unwrap_or_default(),
+            // A reply that only calls tools has `content: null`, as fake-llm sends it.
+            match c.get("$content") {
+                Some(Value::Null) => None,
+                Some(v) => Some(text_of(v)),
+                None if c.contains_key("$tool_calls") => None,
+                None => Some(String::new()),
+            },
             c.get("$usage").cloned(),
             c.get("$finish_reason")
                 .and_then(Value::as_str)
@@ -321,15 +336,41 @@ fn reply(entry: &Value, model: &str, messages: &Value) -> Reply {
     let c = usage
         .as_ref()
         .and_then(|u| u["completion_tokens"].as_u64())
-        .unwrap_or(words(&content).max(1) as u64);
+        .unwrap_or(words(content.as_deref().unwrap_or("")).max(1) as u64);
+    let mut msg = json!({"role": "assistant", "content": content});
+    let mut finish = finish;
+    if let Some(calls) = control
+        .and_then(|c| c.get("$tool_calls"))
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
+    {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, tc)| {
+                let args = match tc.get("arguments") {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(v) => python_json(v),
+                    None => "{}".to_string(),
+                };
+                json!({
+                    "id": tc.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{i}"), str::to_string),
+                    "type": "function",
+                    "function": {"name": tc.get("name"), "arguments": args},
+                })
+            })
+            .collect();
+        msg["tool_calls"] = Value::Array(calls);
+        finish.get_or_insert_with(|| "tool_calls".into());
+    }
     let body = json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000u64,
         "model": model, "system_fingerprint": "fake-llm",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+        "choices": [{"index": 0, "message": msg,
                      "finish_reason": finish.unwrap_or_else(|| "stop".into()), "logprobs": null}],
         "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c},
     });
-    (200, headers, body, delay, Some(content))
+    (200, headers, body, delay, content)
 }
 
 /// `json.dumps(v, ensure_ascii=False)`: `, ` and `: ` separators, key order kept.
