@@ -104,6 +104,8 @@ fn run_child(dir: &Path, base_url: &str, phase: &str) -> std::process::Child {
     Command::new(std::env::current_exe().unwrap())
         .args([TEST, "--exact", "--nocapture", "--test-threads=1"])
         .env("FM_TOOL_CRASH_DIR", dir)
+        // `db_path` is relative to the working directory, as in the reference.
+        .current_dir(dir)
         .env("FM_BASE_URL", base_url)
         .env("FM_PHASE", phase)
         .stdout(Stdio::piped())

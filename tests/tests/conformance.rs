@@ -1,4 +1,5 @@
-//! The conformance cases (copied from `shared/conformance/cases` into `fixtures/conformance`),
+//! The conformance cases (copied from `shared/conformance/cases` into `fixtures/conformance`, plus
+//! the project's own `tool_loop_*` cases whose expectations follow the spec),
 //! run through the interpreter exactly as `flatmachines run` runs them, against the project's own
 //! scripted LLM server: same output, same requests (model, messages, params), same count.
 
@@ -53,6 +54,9 @@ mod compiled {
     flatmachines::include_machine!("../fixtures/conformance/machine_parallel/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/foreach_as_key/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_basic/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/tool_loop_guardrails/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/tool_loop_transition_exit/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/tool_loop_chain_reuse/machine.yml");
 }
 
 fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
@@ -75,6 +79,9 @@ fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
         "machine_parallel" => compiled::dual_review::machine(),
         "foreach_as_key" => compiled::city_facts::machine(),
         "tool_loop_basic" => compiled::tool_loop_basic::machine(),
+        "tool_loop_guardrails" => compiled::tool_loop_guardrails::machine(),
+        "tool_loop_transition_exit" => compiled::tool_loop_transition_exit::machine(),
+        "tool_loop_chain_reuse" => compiled::tool_loop_chain_reuse::machine(),
         other => panic!("case {other} is not compiled into this test; add it to `mod compiled`"),
     }
 }

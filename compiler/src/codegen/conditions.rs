@@ -46,7 +46,7 @@ impl Conditions {
         for m in bundle.machines.iter() {
             let cel = m.engine == ir::Engine::Cel;
             for s in m.states.iter() {
-                for t in s.transitions.iter() {
+                for t in s.transitions.iter().chain(s.loop_exits.iter()) {
                     if let Some(c) = t.condition {
                         let used = format!("state `{}` of `{}`", s.name, m.name);
                         this.add(&m.conditions[c as usize], cel, used);
