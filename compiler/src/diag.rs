@@ -89,6 +89,8 @@ codes! {
     TransitionWithoutTarget = "FM0113", Warning, "a transition has no `to` and is skipped";
     /// A final state has transitions, which are never taken.
     FinalStateTransitions = "FM0114", Warning, "a final state has transitions that are never taken";
+    /// A state runs a tool loop but has no transitions: the loop's result has nowhere to go.
+    ToolLoopWithoutTransitions = "FM0115", Error, "a `tool_loop` state has no transitions";
     /// `agent:` names no entry of `agents`.
     UnknownAgent = "FM0201", Error, "`agent` names no entry of `agents`";
     /// `machine:` / `launch:` / `foreach` names no entry of `machines`.
@@ -103,6 +105,13 @@ codes! {
     UnknownProfile = "FM0206", Error, "a model profile is not defined";
     /// An agent or machine is declared but no state uses it.
     UnusedReference = "FM0207", Warning, "an agent or machine is declared but never used";
+    /// `allowed_tools`/`denied_tools` names a tool the agent's `data.tools` does not declare
+    /// (a Rust tool registered at run time may still provide it).
+    UnknownTool = "FM0208", Warning, "a tool in `allowed_tools`/`denied_tools` is not declared by the agent";
+    /// A `server:tool` name or pattern names no server of the agent's `data.mcp.servers`.
+    UnknownMcpServer = "FM0209", Error, "a `server:tool` name names no MCP server of the agent";
+    /// `tool_loop` on an agent whose adapter cannot run machine-driven tool loops.
+    ToolLoopUnsupported = "FM0210", Error, "`tool_loop` names an agent whose adapter cannot run tool loops";
     /// A template does not parse.
     TemplateSyntax = "FM0301", Error, "a template does not parse";
     /// A simple-engine condition does not parse.
@@ -137,6 +146,10 @@ codes! {
     UnknownPersistenceBackend = "FM0406", Error, "`persistence.backend` is not memory, local or sqlite";
     /// A numeric option is out of range.
     InvalidNumber = "FM0407", Error, "a numeric option is out of range";
+    /// An MCP `tool_filter` pattern without `server:`, which never matches a qualified tool name.
+    McpPatternWithoutServer = "FM0408", Error, "an MCP `tool_filter` pattern has no `server:` part";
+    /// An MCP server has both `command` and `url`, or a `url` that is not http(s).
+    InvalidMcpTransport = "FM0409", Error, "an MCP server has both `command` and `url`, or a `url` that is not http(s)";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.

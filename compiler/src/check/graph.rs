@@ -153,7 +153,12 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
                 }
             }
         }
-        if !s.is_final() && s.transitions.is_empty() && s.on_error.is_none() {
+        // A tool loop state without transitions gets its own error (`FM0115`).
+        if !s.is_final()
+            && s.transitions.is_empty()
+            && s.on_error.is_none()
+            && !super::tools::runs_tool_loop(s)
+        {
             diags.push(
                 Diagnostic::new(
                     Code::DeadEndState,

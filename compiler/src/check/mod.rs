@@ -3,6 +3,7 @@
 pub mod features;
 mod graph;
 pub(crate) mod templates;
+mod tools;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::load::{LoadedAgent, LoadedMachine, Project};
@@ -178,6 +179,7 @@ fn check_machine(
 
     for state in &data.states {
         check_state_options(state, diags);
+        tools::check_state(project, m, state, diags);
         check_state_templates(project, m, state, templates, &context_keys, diags);
         for t in &state.transitions {
             if let Some(c) = &t.condition {
@@ -670,7 +672,8 @@ fn check_output_fields(
     reads: &[(String, Node)],
     diags: &mut Diagnostics,
 ) {
-    if s.tool_loop.is_some() || s.machine.is_some() || s.wait_for.is_some() {
+    // A tool loop returns `content` and the `_tool_loop_*` fields whatever the schema says.
+    if tools::runs_tool_loop(s) || s.machine.is_some() || s.wait_for.is_some() {
         return;
     }
     let Some(agent_name) = &s.agent else { return };
@@ -761,6 +764,7 @@ fn check_agent(project: &Project, a: &LoadedAgent, templates: &Templates, diags:
         };
         templates.check(text, node, &scope, sources, diags);
     }
+    tools::check_agent(doc, name, templates, sources, diags);
     let profile = match &doc.model {
         Some(ModelRef::Profile(p)) => Some(p),
         Some(ModelRef::Config { profile, .. }) => profile.as_ref(),

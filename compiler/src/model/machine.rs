@@ -518,10 +518,21 @@ fn parse_state(k: &Node, v: &Node, diags: &mut Diagnostics) -> State {
     st.agent = f.string("agent", &what, diags);
     st.execution = f.node("execution").and_then(|e| parse_execution(e, diags));
     st.tool_loop = f.node("tool_loop").cloned();
-    if let Some(tl) = &st.tool_loop
-        && !matches!(tl.value, Value::Bool(_))
-    {
-        Fields::of(tl, "`tool_loop`", TOOL_LOOP, diags);
+    if let Some(tl) = &st.tool_loop {
+        match tl.value {
+            Value::Map(_) => {
+                Fields::of(tl, "`tool_loop`", TOOL_LOOP, diags);
+            }
+            Value::Bool(_) => {}
+            _ => diags.push(
+                wrong_type(
+                    tl,
+                    &format!("`tool_loop` of {what}"),
+                    "`true`, `false` or a map of guardrails",
+                )
+                .help("write `tool_loop: true`, or a map such as `tool_loop: {max_turns: 10}`"),
+            ),
+        }
     }
     for (field, slot) in [
         ("input", &mut st.input),
