@@ -83,6 +83,9 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
             );
         }
         let mut unconditional_seen: Option<&crate::source::Span> = None;
+        // During a tool loop, after each tool call, only the conditional transitions are
+        // evaluated (`execution.md` §9): one after the unconditional exit can still be taken.
+        let tool_loop = super::tools::runs_tool_loop(s);
         for t in &s.transitions {
             let Some(to) = &t.to else {
                 diags.push(
@@ -98,7 +101,9 @@ pub(crate) fn check(data: &MachineData, diags: &mut Diagnostics) {
                 );
                 continue;
             };
-            if let Some(first) = unconditional_seen {
+            if let Some(first) = unconditional_seen
+                && (!tool_loop || t.is_unconditional())
+            {
                 diags.push(
                     Diagnostic::new(
                         Code::UnreachableTransition,

@@ -1225,6 +1225,45 @@ data:
     }
 
     #[test]
+    fn conditional_transitions_after_the_exit_are_taken_during_the_loop() {
+        let m = machine(
+            "    scout: ./scout.yml",
+            "      agent: scout
+      tool_loop: true
+      transitions:
+        - to: done
+        - condition: \"context._tool_calls_count >= 2\"
+          to: escalate
+        - to: never
+    escalate:
+      type: final
+      output: {escalated: true}
+    never:
+      type: final
+      output: {never: true}",
+        );
+        let (codes, _) = check_files(&[("machine.yml", &m), ("scout.yml", SCOUT)]);
+        // The conditional one is an exit after a tool call; the second unconditional one is
+        // never taken (and `never` is unreachable).
+        assert_eq!(
+            codes,
+            ["FM0110 machine.yml:16:11", "FM0107 machine.yml:20:5"]
+        );
+        // Without the loop, the conditional transition is shadowed too.
+        let m = m.replace("tool_loop: true", "tool_loop: false");
+        let (codes, _) = check_files(&[("machine.yml", &m), ("scout.yml", SCOUT)]);
+        assert_eq!(
+            codes,
+            [
+                "FM0110 machine.yml:14:11",
+                "FM0110 machine.yml:16:11",
+                "FM0107 machine.yml:17:5",
+                "FM0107 machine.yml:20:5",
+            ]
+        );
+    }
+
+    #[test]
     fn output_fields_are_checked_unless_the_state_loops() {
         let otc = "      output_to_context: {n: output._tool_calls_count}\n      transitions: [{to: done}]";
         let m = machine(
