@@ -516,26 +516,6 @@ fn write_yaml_safe_json(out: &mut String, v: &JsonValue, indent: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn config_text_reads_back_as_yaml_floats() {
-        let mut out = String::new();
-        write_yaml_safe_json(
-            &mut out,
-            &json!({"a": [1e16, 1.5e-5, 0.25, 3.0, 7], "b": {}, "c": [], "d": "é\n"}),
-            0,
-        );
-        assert_eq!(
-            out,
-            "{\n  \"a\": [\n    1.0e+16,\n    1.5e-05,\n    0.25,\n    3.0,\n    7\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": \"é\\n\"\n}"
-        );
-    }
-}
-
 /// `tool_loop:` when truthy in Python's sense (`{}`, `0` and `""` are off, as in the reference).
 fn lower_tool_loop(node: &Node) -> Option<ir::ToolLoop> {
     let on = match &node.value {
@@ -579,4 +559,24 @@ fn lower_tool_loop(node: &Node) -> Option<ir::ToolLoop> {
         }
     }
     Some(tl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn config_text_reads_back_as_yaml_floats() {
+        let mut out = String::new();
+        write_yaml_safe_json(
+            &mut out,
+            &json!({"a": [1e16, 1.5e-5, 0.25, 3.0, 7], "b": {}, "c": [], "d": "é\n"}),
+            0,
+        );
+        assert_eq!(
+            out,
+            "{\n  \"a\": [\n    1.0e+16,\n    1.5e-05,\n    0.25,\n    3.0,\n    7\n  ],\n  \"b\": {},\n  \"c\": [],\n  \"d\": \"é\\n\"\n}"
+        );
+    }
 }

@@ -101,9 +101,12 @@ fn toolbox(seen: &Seen) -> Toolbox {
             Ok::<_, ToolError>((args.a + args.b).to_string())
         }
     });
-    let fail = Tool::from_fn("fail", "Always fails", json!({"type": "object"}), |_| async {
-        Err::<String, _>("disk full")
-    });
+    let fail = Tool::from_fn(
+        "fail",
+        "Always fails",
+        json!({"type": "object"}),
+        |_| async { Err::<String, _>("disk full") },
+    );
     let boom = Tool::from_fn("boom", "Panics", json!({"type": "object"}), |_| async {
         if true {
             panic!("kaboom");
@@ -225,7 +228,12 @@ async fn guardrails_stop_the_loop_and_a_final_pass_asks_for_text() {
     assert_eq!(log.len(), 2);
     // The final pass sends no tools and ends with the limit message.
     assert!(log[1]["params"].get("tools").is_none());
-    let last = log[1]["messages"].as_array().unwrap().last().unwrap().clone();
+    let last = log[1]["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     assert_eq!(last["role"], "user");
     assert!(
         last["content"]
@@ -336,11 +344,11 @@ async fn hooks_skip_tools_and_steer_the_chain() {
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
-    assert_eq!(roles, ["system", "user", "assistant", "tool", "tool", "user"]);
     assert_eq!(
-        messages[4]["content"],
-        "Tool 'add' was skipped by policy."
+        roles,
+        ["system", "user", "assistant", "tool", "tool", "user"]
     );
+    assert_eq!(messages[4]["content"], "Tool 'add' was skipped by policy.");
     assert_eq!(messages[5]["content"], "Be brief.");
 }
 
@@ -363,10 +371,7 @@ async fn a_hook_aborts_the_loop() {
     .unwrap();
     let seen = Seen::default();
     let m = machine(&dir, "true", "[{to: done}]");
-    let rt = runtime(&server)
-        .tools(toolbox(&seen))
-        .hooks(Abort)
-        .build();
+    let rt = runtime(&server).tools(toolbox(&seen)).hooks(Abort).build();
     let out = rt.run(&m, json!({"task": "t"})).await.unwrap();
     assert_eq!(out["stop"], "aborted");
     assert_eq!(out["calls"], 1);
@@ -427,13 +432,20 @@ async fn tools_registered_for_a_state_win_over_machine_and_global_ones() {
     ]}}))
     .unwrap();
     let tool = |name: &'static str, says: &'static str| {
-        Tool::from_fn(name, "", json!({"type": "object"}), move |_| async move {
-            says
-        })
+        Tool::from_fn(
+            name,
+            "",
+            json!({"type": "object"}),
+            move |_| async move { says },
+        )
     };
     let m = machine(&dir, "true", "[{to: done}]");
     let rt = runtime(&server)
-        .tools(Toolbox::new().tool(tool("who", "everyone")).tool(tool("global", "g")))
+        .tools(
+            Toolbox::new()
+                .tool(tool("who", "everyone"))
+                .tool(tool("global", "g")),
+        )
         .tools_for_machine("tooling", tool("who", "the machine"))
         .tools_for_state("tooling", "start", tool("who", "the state"))
         .tools_for_machine("other", tool("who", "another machine"))

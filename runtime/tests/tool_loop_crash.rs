@@ -65,27 +65,37 @@ async fn child(dir: &Path) {
     let resume = std::env::var("FM_PHASE").as_deref() == Ok("resume");
     let base_url = std::env::var("FM_BASE_URL").unwrap();
     let d = dir.to_path_buf();
-    let note = Tool::from_fn("note", "Records a word", json!({"type": "object"}), move |args| {
-        let d = d.clone();
-        async move {
-            let word = args["word"].as_str().unwrap_or("").to_string();
-            record(&d, &format!("note {word}"));
-            format!("noted {word}")
-        }
-    });
-    let d = dir.to_path_buf();
-    let slow = Tool::from_fn("slow", "Takes a while", json!({"type": "object"}), move |_| {
-        let d = d.clone();
-        async move {
-            record(&d, "slow start");
-            if !resume {
-                // The parent kills the process during this sleep.
-                tokio::time::sleep(Duration::from_secs(60)).await;
+    let note = Tool::from_fn(
+        "note",
+        "Records a word",
+        json!({"type": "object"}),
+        move |args| {
+            let d = d.clone();
+            async move {
+                let word = args["word"].as_str().unwrap_or("").to_string();
+                record(&d, &format!("note {word}"));
+                format!("noted {word}")
             }
-            record(&d, "slow end");
-            "slow done"
-        }
-    });
+        },
+    );
+    let d = dir.to_path_buf();
+    let slow = Tool::from_fn(
+        "slow",
+        "Takes a while",
+        json!({"type": "object"}),
+        move |_| {
+            let d = d.clone();
+            async move {
+                record(&d, "slow start");
+                if !resume {
+                    // The parent kills the process during this sleep.
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                }
+                record(&d, "slow end");
+                "slow done"
+            }
+        },
+    );
     let rt = Runtime::builder()
         .adapter(FlatAgentAdapter::with_base_url(base_url))
         .tools(Toolbox::new().tool(note).tool(slow))
@@ -96,7 +106,10 @@ async fn child(dir: &Path) {
         resume_from: resume.then(|| EXECUTION.to_string()),
         ..RunOptions::default()
     };
-    let out = rt.run_with(&machine, json!({"job": "chores"}), opts).await.unwrap();
+    let out = rt
+        .run_with(&machine, json!({"job": "chores"}), opts)
+        .await
+        .unwrap();
     println!("OUTPUT {out}");
 }
 
@@ -185,7 +198,13 @@ async fn killed_between_tool_calls_resumes_without_running_recorded_calls_again(
     // again; `note last` runs once.
     assert_eq!(
         calls_log(dir.path()),
-        ["note first", "slow start", "slow start", "slow end", "note last"]
+        [
+            "note first",
+            "slow start",
+            "slow start",
+            "slow end",
+            "note last"
+        ]
     );
     // The model was not asked again for the batch it had already sent.
     let log = server.log();
@@ -196,5 +215,8 @@ async fn killed_between_tool_calls_resumes_without_running_recorded_calls_again(
         .iter()
         .map(|m| m["role"].as_str().unwrap())
         .collect();
-    assert_eq!(roles, ["system", "user", "assistant", "tool", "tool", "tool"]);
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "tool", "tool", "tool"]
+    );
 }

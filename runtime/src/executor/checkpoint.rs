@@ -480,6 +480,11 @@ impl Run<'_> {
         })
     }
 
+    /// Whether a snapshot for `event` would be saved (so its extras are worth building).
+    pub(crate) fn checkpoints(&self, event: Event) -> bool {
+        self.def.persistence.checkpoints(event) && self.persist.backend.is_some()
+    }
+
     /// [`Run::checkpoint`] with the extra fields of `waiting` / `tool_call` snapshots.
     pub(crate) async fn checkpoint_with(
         &mut self,

@@ -443,18 +443,20 @@ impl Run<'_> {
                 h.on_tool_result(&state.name, &reported, &mut self.context)
                     .await;
             }
-            let saved = progress.to_value();
-            self.checkpoint_with(
-                Event::ToolCall,
-                Some(idx),
-                None,
-                Extras {
-                    tool_loop_state: Some(&saved),
-                    ..Extras::default()
-                },
-            )
-            .await
-            .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
+            if self.checkpoints(Event::ToolCall) {
+                let saved = progress.to_value();
+                self.checkpoint_with(
+                    Event::ToolCall,
+                    Some(idx),
+                    None,
+                    Extras {
+                        tool_loop_state: Some(&saved),
+                        ..Extras::default()
+                    },
+                )
+                .await
+                .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
+            }
             if self
                 .context
                 .get("_abort_tool_loop")
