@@ -16,7 +16,7 @@ use crate::agent::{AgentResult, ToolTurn};
 use crate::machine::StateDef;
 #[cfg(feature = "mcp")]
 use crate::template::Vars;
-use crate::tools::{ToolProvider, ToolResult, ToolSet, definition_name};
+use crate::tools::{ToolProvider, ToolResult, ToolSet, definition_name, entry_matches};
 use flatmachines_ir as ir;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -391,11 +391,18 @@ impl Run<'_> {
                 Some(v) if !v.is_null() => v.clone(),
                 _ => json!({}),
             };
+            let qualified = offer
+                .provider
+                .as_ref()
+                .and_then(|p| p.qualified_name(&name));
+            let listed = |list: &[ir::Str]| {
+                list.iter()
+                    .any(|e| entry_matches(e, &name, qualified.as_deref()))
+            };
             let refused = if skip.contains(&id) || skip.iter().any(|s| s.as_str() == Some(&name)) {
                 Some(format!("Tool '{name}' was skipped by policy."))
-            } else if config.denied_tools.iter().any(|d| *d == name)
-                || (!config.allowed_tools.is_empty()
-                    && !config.allowed_tools.iter().any(|a| *a == name))
+            } else if listed(&config.denied_tools)
+                || (!config.allowed_tools.is_empty() && !listed(&config.allowed_tools))
             {
                 Some(format!("Tool '{name}' is not allowed."))
             } else {
@@ -848,6 +855,16 @@ fn read_agent_file(_: &std::path::Path) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guardrail_entries_match_plain_qualified_and_server_wide_names() {
+        assert!(entry_matches("read", "read", None));
+        assert!(entry_matches("files:read", "read", Some("files:read")));
+        assert!(entry_matches("files:*", "files_read", Some("files:read")));
+        assert!(!entry_matches("web:*", "read", Some("files:read")));
+        assert!(!entry_matches("files:read", "read", None));
+        assert!(!entry_matches("*", "read", Some("files:read")));
+    }
 
     #[test]
     fn python_number_conversions() {

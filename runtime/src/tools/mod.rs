@@ -90,6 +90,26 @@ pub trait ToolProvider: Send + Sync {
             .iter()
             .any(|d| definition_name(d) == Some(name))
     }
+
+    /// The `server:tool` name of tool `name` when it comes from a named source (an MCP server),
+    /// which `allowed_tools` / `denied_tools` entries may use (`server:*` for all of a server's
+    /// tools). `None` for tools that only have their plain name.
+    fn qualified_name(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Whether a guardrail list entry (`allowed_tools` / `denied_tools`) names a tool: its plain
+/// name, its `server:tool` name, or `server:*` for every tool of that server.
+pub(crate) fn entry_matches(entry: &str, name: &str, qualified: Option<&str>) -> bool {
+    if entry == name {
+        return true;
+    }
+    let Some(q) = qualified else { return false };
+    match entry.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with(':') => q.starts_with(prefix),
+        _ => entry == q,
+    }
 }
 
 /// The name of an OpenAI-format tool definition (`function.name`).
@@ -167,6 +187,13 @@ impl ToolProvider for ToolSet {
 
     fn provides(&self, name: &str) -> bool {
         self.providers.iter().any(|p| p.provides(name))
+    }
+
+    fn qualified_name(&self, name: &str) -> Option<String> {
+        self.providers
+            .iter()
+            .find(|p| p.provides(name))
+            .and_then(|p| p.qualified_name(name))
     }
 }
 
