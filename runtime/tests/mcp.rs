@@ -680,3 +680,109 @@ async fn the_npm_reference_server_works_through_npx() {
         group(pid)
     );
 }
+
+/// A machine's tool loop with the Python server declared in its agent's YAML: the runtime starts
+/// it, offers its tools, applies `allowed_tools`/`denied_tools` written as `server:tool`, and
+/// stops it when the run ends.
+#[cfg(all(feature = "loader", feature = "http"))]
+#[tokio::test]
+async fn a_tool_loop_uses_the_servers_its_agent_declares_and_stops_them() {
+    use flatmachines::agent::FlatAgentAdapter;
+    use flatmachines::{Machine, Runtime};
+    use flatmachines_testkit::FakeLlm;
+
+    let Some(python) = python() else { return };
+    let dir = TempDir::new();
+    // A name no other test's server has, to find this server's process afterwards.
+    let token = format!("loop-{}-{}", std::process::id(), dir.path().display());
+    let agent = json!({
+        "spec": "flatagent",
+        "spec_version": "2.6.0",
+        "data": {
+            "name": "calc",
+            "model": {"provider": "openai", "name": "calc-model"},
+            "system": "Tools:\n{{ tools_prompt }}",
+            "user": "{{ input.q }}",
+            "mcp": {
+                "servers": {"py": py(&python, &["--name", &token])},
+                "tool_prompt": "{% for t in tools %}{{ t._qualified }} {% endfor %}",
+            },
+        }
+    });
+    // JSON is YAML.
+    dir.write("calc.yml", agent.to_string());
+    dir.write(
+        "machine.yml",
+        r#"spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: calc-loop
+  agents: {calc: ./calc.yml}
+  states:
+    start:
+      type: initial
+      agent: calc
+      tool_loop:
+        allowed_tools: ["py:*"]
+        denied_tools: ["py:shout"]
+      input: {q: "{{ input.q }}"}
+      output_to_context: {answer: output.content, calls: output._tool_calls_count}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {answer: context.answer, calls: context.calls}
+"#,
+    );
+    let server = FakeLlm::start(json!({"models": {"calc-model": [
+        {"$tool_calls": [
+            {"id": "a", "name": "add", "arguments": {"a": 2, "b": 40}},
+            {"id": "s", "name": "shout", "arguments": {"text": "hi"}},
+            {"id": "w", "name": "whoami", "arguments": {}}
+        ]},
+        "42"
+    ]}}))
+    .unwrap();
+    let machine = Machine::from_file(dir.join("machine.yml")).unwrap();
+    let rt = Runtime::builder()
+        .adapter(FlatAgentAdapter::with_base_url(server.base_url()))
+        .build();
+    let out = rt.run(&machine, json!({"q": "2 + 40?"})).await.unwrap();
+    assert_eq!(out, json!({"answer": "42", "calls": 2}));
+    let log = server.log();
+    let system = log[0]["messages"][0]["content"].as_str().unwrap();
+    assert!(system.contains("py:add py:shout"), "{system}");
+    let tools: Vec<(String, String)> = log[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_string(),
+                m["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(tools[0], ("a".into(), "42".into()));
+    assert_eq!(
+        tools[1],
+        ("s".into(), "Tool 'shout' is not allowed.".into())
+    );
+    // It ran in the agent file's directory, and was stopped when the run ended.
+    assert!(tools[2].1.starts_with(&token), "{}", tools[2].1);
+    assert!(
+        tools[2].1.contains(&dir.path().display().to_string()),
+        "{}",
+        tools[2].1
+    );
+    let running = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&token))
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || !running()).await,
+        "the MCP server outlived the run"
+    );
+}

@@ -190,7 +190,63 @@ fn resolve_arg(arg: &str, base_dir: &Path) -> OsString {
     }
 }
 
+/// `${NAME}` in `text` (`NAME` an identifier: letters, digits, `_`) replaced by the environment
+/// variable `NAME`; a variable that is not set is an error naming it. Every other `$` stays as it
+/// is, so shell code in `args` (`$$`, `$1`, `$(…)`) reaches the server unchanged.
+fn expand_vars(server: &str, text: &str) -> Result<String, McpError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at]);
+        let body = &rest[at + 2..];
+        let ident = body.find('}').map(|end| &body[..end]).filter(|v| {
+            v.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        match ident {
+            Some(var) => {
+                let value = std::env::var(var).map_err(|_| {
+                    McpError::new(
+                        server,
+                        format!("`${{{var}}}` names an environment variable that is not set"),
+                    )
+                })?;
+                out.push_str(&value);
+                rest = &body[var.len() + 1..];
+            }
+            None => {
+                out.push_str("${");
+                rest = body;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Every string of a server entry with its `${NAME}` variables expanded.
+fn expand_entry(server: &str, value: &Value) -> Result<Value, McpError> {
+    Ok(match value {
+        Value::String(s) => Value::String(expand_vars(server, s)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| expand_entry(server, v))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), expand_entry(server, v)?)))
+                .collect::<Result<_, McpError>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
 fn parse_server(name: &str, spec: &Value, base_dir: &Path) -> Result<ServerConfig, McpError> {
+    let spec = &expand_entry(name, spec)?;
     let Value::Object(spec) = spec else {
         return Err(McpError::new(
             name,
@@ -885,6 +941,12 @@ impl ToolProvider for McpServers {
     fn provides(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
     }
+
+    fn qualified_name(&self, name: &str) -> Option<String> {
+        self.by_name
+            .get(name)
+            .map(|&i| self.tools[i].qualified.clone())
+    }
 }
 
 #[cfg(test)]
@@ -935,6 +997,25 @@ mod tests {
             OsString::from("--root=src")
         );
         assert_eq!(resolve_arg("not-here", base), OsString::from("not-here"));
+    }
+
+    #[test]
+    fn environment_variables_expand_in_server_entries() {
+        // PATH is set in every test environment.
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(
+            expand_vars("s", "a ${PATH} b").unwrap(),
+            format!("a {path} b")
+        );
+        assert_eq!(
+            expand_vars("s", "echo $$ $1 ${ ${1x} $(pwd)").unwrap(),
+            "echo $$ $1 ${ ${1x} $(pwd)"
+        );
+        let e = expand_vars("s", "${FLATMACHINES_SURELY_UNSET_VAR}").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "MCP server 's': `${FLATMACHINES_SURELY_UNSET_VAR}` names an environment variable that is not set"
+        );
     }
 
     #[test]
