@@ -557,3 +557,94 @@ data:
         "{text}"
     );
 }
+
+/// A memory store that refuses every save after its `limit`-th `tool_call` snapshot: the run
+/// then stops right after that checkpoint, as a crash there would leave it.
+struct StopAfterToolCalls {
+    inner: Arc<flatmachines::persistence::MemoryBackend>,
+    limit: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+#[flatmachines::async_trait]
+impl flatmachines::persistence::CheckpointBackend for StopAfterToolCalls {
+    async fn save(&self, key: &str, value: &[u8]) -> Result<(), PersistenceError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.seen.load(SeqCst) >= self.limit && !key.ends_with("/latest") {
+            return Err(PersistenceError::InvalidKey(format!(
+                "{key} (refused by the test)"
+            )));
+        }
+        if key.ends_with("_tool_call.json") {
+            self.seen.fetch_add(1, SeqCst);
+        }
+        self.inner.save(key, value).await
+    }
+    async fn load(&self, key: &str) -> Result<Option<Vec<u8>>, PersistenceError> {
+        self.inner.load(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), PersistenceError> {
+        self.inner.delete(key).await
+    }
+    async fn list_execution_ids(
+        &self,
+        filter: &flatmachines::persistence::ListFilter,
+    ) -> Result<Vec<String>, PersistenceError> {
+        self.inner.list_execution_ids(filter).await
+    }
+    async fn delete_execution(&self, id: &str) -> Result<(), PersistenceError> {
+        self.inner.delete_execution(id).await
+    }
+}
+
+use flatmachines::persistence::PersistenceError;
+
+#[tokio::test]
+async fn a_resumed_loop_that_had_left_through_a_transition_runs_no_more_calls() {
+    let dir = TempDir::new();
+    let server = FakeLlm::start(json!({"models": {"helper-model": [
+        calls(&[("c1", "add", json!({"a": 1, "b": 2})), ("c2", "add", json!({"a": 3, "b": 4})), ("c3", "add", json!({"a": 5, "b": 6}))]),
+    ]}}))
+    .unwrap();
+    let seen = Seen::default();
+    let m = machine(
+        &dir,
+        "true",
+        "[{condition: \"context._tool_calls_count >= 2\", to: flagged}, {to: done}]",
+    );
+    let store = Arc::new(flatmachines::persistence::MemoryBackend::new());
+    let first = runtime(&server)
+        .tools(toolbox(&seen))
+        .checkpoint_backend(Arc::new(StopAfterToolCalls {
+            inner: store.clone(),
+            limit: 2,
+            seen: Default::default(),
+        }))
+        .build();
+    let opts = flatmachines::RunOptions {
+        execution_id: Some("exit-1".into()),
+        ..Default::default()
+    };
+    first
+        .run_with(&m, json!({"task": "t"}), opts)
+        .await
+        .expect_err("the store refuses the snapshot after the second call");
+    assert_eq!(seen.all(), vec!["add 1 2", "add 3 4"]);
+    // Resumed from the second call's checkpoint: the transition holds there, so the third call
+    // of the batch never runs and the model is not asked again.
+    let second = runtime(&server)
+        .tools(toolbox(&seen))
+        .checkpoint_backend(store)
+        .build();
+    let opts = flatmachines::RunOptions {
+        resume_from: Some("exit-1".into()),
+        ..Default::default()
+    };
+    let out = second.run_with(&m, json!({}), opts).await.unwrap();
+    assert_eq!(
+        out,
+        json!({"via": "flagged", "calls": 2, "stop_left": "popped"})
+    );
+    assert_eq!(seen.all(), vec!["add 1 2", "add 3 4"]);
+    assert_eq!(server.log().len(), 1);
+}

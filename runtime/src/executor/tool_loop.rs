@@ -172,13 +172,33 @@ impl Run<'_> {
         }
         // A run resumed from a `tool_call` checkpoint of this state continues that loop.
         let mut pending = None;
+        let mut resumed = false;
         if let Some((at, saved)) = self.resumed_tool_loop.take()
             && at == idx
             && let Some(p) = Progress::from_value(&saved)
         {
             progress = p;
             has_prior_chain = true;
+            resumed = true;
             pending = Some(progress.unanswered()).filter(|c| !c.is_empty());
+            // The checkpoint was written before the loop looked at an abort or a conditional
+            // transition; look now, so the rest of the batch runs only if it would have.
+            if pending.is_some() {
+                if self
+                    .context
+                    .get("_abort_tool_loop")
+                    .is_some_and(crate::py::truthy)
+                {
+                    set_field(self.context_mut(), "_tool_loop_stop", json!("aborted"));
+                    pending = None;
+                } else if let Some(next) = self.loop_exit(idx, state)? {
+                    let target = self.def.states[next].name.clone();
+                    let ctx = self.context_mut();
+                    set_field(ctx, "_tool_loop_stop", json!("transition"));
+                    set_field(ctx, "_tool_loop_next_state", json!(target));
+                    pending = None;
+                }
+            }
             tracing::info!(
                 "state `{}`: resuming its tool loop after turn {} and {} tool calls",
                 state.name,
@@ -188,16 +208,23 @@ impl Run<'_> {
         }
 
         let started = Instant::now();
+        // A resumed loop's last reply is the last assistant message (whose empty text stood
+        // for a reply without any).
         let mut last_content: Option<String> = progress
             .chain
             .iter()
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-            .filter(|_| pending.is_some())
+            .filter(|_| resumed)
             .and_then(|m| m.get("content"))
             .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
             .map(str::to_string);
         loop {
+            // Only a resumed loop can start stopped (its checkpoint said so).
+            if stop_of(&self.context).is_some() {
+                break;
+            }
             let calls = match pending.take() {
                 // The interrupted batch: `on_tool_calls` already ran for it.
                 Some(calls) => calls,
