@@ -61,9 +61,10 @@ pub use flatmachines_ir as ir;
 pub mod prelude {
     pub use crate::agent::{
         AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec,
-        EchoAdapter,
+        EchoAdapter, ToolTurn,
     };
     pub use crate::hooks::MachineHooks;
+    pub use crate::tools::{Tool, ToolError, ToolProvider, ToolResult, Toolbox};
     pub use crate::{
         Error, Machine, RunOptions, Runtime, RuntimeBuilder, async_trait, flatmachine,
         include_machine,
