@@ -27,6 +27,7 @@ pub mod persistence;
 pub mod py;
 pub mod results;
 mod runtime;
+pub mod signals;
 mod state;
 mod strategy;
 pub(crate) mod template;

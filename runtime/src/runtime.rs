@@ -39,7 +39,14 @@ impl Runtime {
             results: None,
             invoker: None,
             tools: ToolRegistry::default(),
+            signals: None,
         }
+    }
+
+    /// Where `wait_for` states consume signals, and where [`Runtime::signals`] sends them (by
+    /// default a [`MemorySignalBackend`](crate::signals::MemorySignalBackend) of this runtime).
+    pub fn signals(&self) -> &Arc<dyn crate::signals::SignalBackend> {
+        &self.signals
     }
 
     /// The result backend child machines write to: read the results of launched machines
@@ -75,6 +82,7 @@ pub struct RuntimeBuilder {
     results: Option<Arc<dyn ResultBackend>>,
     invoker: Option<Arc<dyn Invoker>>,
     tools: ToolRegistry,
+    signals: Option<Arc<dyn crate::signals::SignalBackend>>,
 }
 
 impl RuntimeBuilder {
@@ -178,6 +186,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// `wait_for` states consume signals from `backend` (default: one in-memory backend per
+    /// runtime). Give every process that sends or consumes the same durable backend, e.g. a
+    /// SQLite one on the checkpoint database, to park a run in one process and continue it in
+    /// another.
+    pub fn signal_backend(mut self, backend: Arc<dyn crate::signals::SignalBackend>) -> Self {
+        self.signals = Some(backend);
+        self
+    }
+
     /// The runtime.
     pub fn build(self) -> Runtime {
         Runtime {
@@ -198,6 +215,9 @@ impl RuntimeBuilder {
                 .invoker
                 .unwrap_or_else(|| Arc::new(crate::invoker::InlineInvoker)),
             tools: Arc::new(self.tools),
+            signals: self
+                .signals
+                .unwrap_or_else(|| Arc::new(crate::signals::MemorySignalBackend::new())),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 0 definitions | `state` (and the `flatmachines-ir` crate) |
 //! | 1 pure evaluation | `py`, `template`, `condition`, `yaml` |
-//! | 2 ports and their backends | `agent`, `persistence`, `hooks`, `invoker`, `results`, `tools`, `error` |
+//! | 2 ports and their backends | `agent`, `persistence`, `hooks`, `invoker`, `results`, `tools`, `signals`, `error` |
 //! | 3 engine | `machine`, `peers`, `strategy`, `executor`, `loader` |
 //! | 4 runtime | `runtime`, `compiled`, the crate root, the CLI |
 //!
@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("invoker", 2),
     ("results", 2),
     ("tools", 2),
+    ("signals", 2),
     ("error", 2),
     ("machine", 3),
     ("peers", 3),

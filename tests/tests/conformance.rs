@@ -4,10 +4,12 @@
 //! scripted LLM server: same output, same requests (model, messages, params), same count.
 
 use flatmachines::agent::FlatAgentAdapter;
+use flatmachines::persistence::{CheckpointBackend, MemoryBackend, NoOpLock};
 use flatmachines::{Machine, RunOptions, Runtime};
 use flatmachines_testkit::FakeLlm;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn cases_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/conformance")
@@ -57,6 +59,7 @@ mod compiled {
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_guardrails/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_transition_exit/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_chain_reuse/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/wait_for_park/machine.yml");
 }
 
 fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
@@ -82,6 +85,7 @@ fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
         "tool_loop_guardrails" => compiled::tool_loop_guardrails::machine(),
         "tool_loop_transition_exit" => compiled::tool_loop_transition_exit::machine(),
         "tool_loop_chain_reuse" => compiled::tool_loop_chain_reuse::machine(),
+        "wait_for_park" => compiled::approval_park::machine(),
         other => panic!("case {other} is not compiled into this test; add it to `mod compiled`"),
     }
 }
@@ -100,9 +104,18 @@ async fn run_case(dir: &Path, load: Loader) -> Vec<String> {
         serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let entry = case["entry"].as_str().unwrap_or("machine.yml");
     let server = FakeLlm::start(case["llm_script"].clone()).unwrap();
-    let rt = Runtime::builder()
-        .adapter(FlatAgentAdapter::with_base_url(server.base_url()))
-        .build();
+    // A case with a resume phase keeps its checkpoints in memory, shared by both phases (its
+    // YAML may name a database file relative to the working directory, which the CLI's
+    // scratch directory holds but this test's does not).
+    let store: Arc<dyn CheckpointBackend> = Arc::new(MemoryBackend::new());
+    let runtime = |url: String| {
+        let mut b = Runtime::builder().adapter(FlatAgentAdapter::with_base_url(url));
+        if case.get("resume").is_some() {
+            b = b.checkpoint_backend(store.clone()).lock(Arc::new(NoOpLock));
+        }
+        b.build()
+    };
+    let rt = runtime(server.base_url());
     let opts = RunOptions {
         max_steps: case["run_options"]["max_steps"].as_u64(),
         execution_id: case["run_options"]["execution_id"]
@@ -155,6 +168,34 @@ async fn run_case(dir: &Path, load: Loader) -> Vec<String> {
             problems.push(format!(
                 "request {}\n  got:      {g}\n  expected: {e}",
                 i + 1
+            ));
+        }
+    }
+    if let Some(resume) = case.get("resume") {
+        let server = FakeLlm::start(resume["llm_script"].clone()).unwrap();
+        let rt = runtime(server.base_url());
+        let opts = RunOptions {
+            resume_from: resume["resume_from"].as_str().map(str::to_string),
+            max_steps: resume["max_steps"].as_u64(),
+            ..RunOptions::default()
+        };
+        let result = match load(&dir.join(entry)) {
+            Ok(m) => rt.run_with(&m, Value::Null, opts).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(out) if canonical(&out) == canonical(&resume["expect"]["output"]) => {}
+            Ok(out) => problems.push(format!(
+                "resume output\n  got:      {out}\n  expected: {}",
+                resume["expect"]["output"]
+            )),
+            Err(e) => problems.push(format!("resume failed: {e}")),
+        }
+        let want = resume["expect"]["llm_requests"].as_u64().unwrap_or(0) as usize;
+        if server.log().len() != want {
+            problems.push(format!(
+                "resume: {} requests, expected {want}",
+                server.log().len()
             ));
         }
     }

@@ -26,7 +26,6 @@ pub(crate) enum Event {
     StateExit,
     MachineEnd,
     /// `wait_for` found no signal.
-    #[allow(dead_code)] // written by `wait_for` states (signals)
     Waiting,
     /// After each executed tool of a tool loop.
     ToolCall,

@@ -16,11 +16,12 @@
 
 use super::checkpoint::{self, Event};
 use super::env::{RunOptions, Runtime};
-use super::{Inherited, LaunchIntent, Run, StateFailure, new_execution_id, run_inherited};
+use super::{Inherited, LaunchIntent, Run, StateFailure, run_inherited};
 use crate::error::Error;
 use crate::invoker::{InlineRun, LaunchContext, LaunchRequest};
 use crate::machine::{Machine, MachineDef, StateDef};
 use crate::peers::{Call, ChildLoadError, Mode};
+use crate::py::uuid4 as new_execution_id;
 use crate::py::{class_name, truthy};
 use crate::results::result_uri;
 use crate::template::Vars;

@@ -46,6 +46,8 @@ pub struct Runtime {
     pub(crate) invoker: Arc<dyn Invoker>,
     /// Tool providers registered on the builder, for tool loops.
     pub(crate) tools: Arc<ToolRegistry>,
+    /// Where `wait_for` states consume signals (`Runtime::signals`).
+    pub(crate) signals: Arc<dyn crate::signals::SignalBackend>,
 }
 
 impl std::fmt::Debug for Runtime {

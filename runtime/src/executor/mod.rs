@@ -52,6 +52,9 @@ pub(crate) struct Run<'a> {
     /// The `tool_loop_state` of the `tool_call` checkpoint a resumed run starts from, with its
     /// state index: that state's loop continues from it instead of starting over.
     pub resumed_tool_loop: Option<(usize, Value)>,
+    /// The channel a `wait_for` state parked on: the run stops there (`signals-and-dispatch.md`
+    /// §1).
+    pub parked: Option<String>,
     /// MCP servers started by this run's tool loops, by agent name; shut down when it ends.
     #[cfg(feature = "mcp")]
     pub mcp: Vec<(String, Arc<crate::tools::McpServers>)>,
@@ -109,7 +112,7 @@ pub(crate) async fn run_inherited(
     // A resumed run continues under the id it resumes (`execution.md` §2).
     let execution_id = (opts.resume_from.clone())
         .or_else(|| opts.execution_id.clone())
-        .unwrap_or_else(new_execution_id);
+        .unwrap_or_else(crate::py::uuid4);
     let persist = checkpoint::Persist::new(rt, def, &execution_id, inherited.persist)?;
     let children = children::Children::new(def, inherited.children);
     let mut run = Run {
@@ -127,6 +130,7 @@ pub(crate) async fn run_inherited(
         persist,
         children,
         resumed_tool_loop: None,
+        parked: None,
         #[cfg(feature = "mcp")]
         mcp: Vec::new(),
     };
@@ -197,6 +201,25 @@ impl Run<'_> {
             // Nothing pending may outlive this point: the body has effects outside the run.
             self.flush_checkpoints().await?;
             let output = match self.run_state(state).await {
+                Ok(_) if self.parked.is_some() => {
+                    let channel = self.parked.take().unwrap_or_default();
+                    self.checkpoint_with(
+                        Event::Waiting,
+                        Some(idx),
+                        None,
+                        checkpoint::Extras {
+                            waiting_channel: Some(&channel),
+                            ..checkpoint::Extras::default()
+                        },
+                    )
+                    .await?;
+                    tracing::info!(
+                        "machine `{}` waits in state `{}` for a signal on `{channel}`",
+                        def.name,
+                        state.name
+                    );
+                    return Ok(json!({"_waiting": true, "_channel": channel}));
+                }
                 Ok(output) => output,
                 Err(failure) => match self.recover(state, &failure).await {
                     Some(t) => {
@@ -293,22 +316,6 @@ impl Run<'_> {
         self.inject_metadata(&def.states[def.initial].name);
         Ok(())
     }
-}
-
-fn new_execution_id() -> String {
-    use rand::Rng;
-    let mut b: [u8; 16] = rand::rng().random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 /// The reference logs input keys the initial context did not capture (keys starting with `_`
@@ -459,11 +466,8 @@ impl Run<'_> {
 
     /// One state's work in the reference's order (`execution.md` §5). Returns the final output.
     async fn run_state(&mut self, state: &StateDef) -> Result<Option<Value>, StateFailure> {
-        if state.wait_for.is_some() {
-            return Err(StateFailure::new(
-                "NotImplementedError",
-                "wait_for is not supported yet (signals are a later issue)",
-            ));
+        if let Some(wait) = &state.wait_for {
+            return self.wait_for(state, wait).await;
         }
         if let Some(action) = &state.action {
             match &self.hooks {
@@ -510,6 +514,44 @@ impl Run<'_> {
             output = Some(payload);
         }
         self.final_output(state, output)
+    }
+
+    /// A `wait_for` state (`execution.md` §5 step 0): consume a signal on the rendered channel
+    /// and make its data the state's output, or park the run on that channel.
+    async fn wait_for(
+        &mut self,
+        state: &StateDef,
+        wait: &Value,
+    ) -> Result<Option<Value>, StateFailure> {
+        let channel = match self.def.templates.render_value(wait, &self.state_vars())? {
+            Value::String(s) => s,
+            other => crate::py::py_str(&other),
+        };
+        let backend = self.signal_backend();
+        let signal = backend
+            .consume(&channel)
+            .await
+            .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
+        let Some(signal) = signal else {
+            self.parked = Some(channel);
+            return Ok(None);
+        };
+        tracing::info!(
+            "state `{}` consumed signal {} on `{channel}`",
+            state.name,
+            signal.id
+        );
+        let seen = match &signal.data {
+            Value::Object(_) => signal.data.clone(),
+            other => json!({"value": other}),
+        };
+        self.apply_output_to_context(state, &seen)?;
+        Ok(Some(signal.data))
+    }
+
+    /// Where this run's `wait_for` states look for signals.
+    fn signal_backend(&self) -> Arc<dyn crate::signals::SignalBackend> {
+        self.rt.signals.clone()
     }
 
     /// A final state's `output:` rendered, else `output`.

@@ -8,6 +8,7 @@
 //! * [`json`]: `json.dumps` with default arguments, byte for byte.
 //! * [`Exception`]: the `(class, message)` pair a failure carries, which `on_error` maps match
 //!   on and `context.last_error_type` / `last_error` show.
+//! * [`uuid4`]: `str(uuid.uuid4())`, the ids of executions and signals.
 //!
 //! The condition engine's own value type (`condition::PyValue`, which also holds arithmetic
 //! results) follows the same rules; tests hold the two to each other.
@@ -50,6 +51,23 @@ pub fn class_name(v: &Value) -> &'static str {
         Value::Array(_) => "list",
         Value::Object(_) => "dict",
     }
+}
+
+/// `str(uuid.uuid4())`: a random version-4 UUID in its hyphenated form.
+pub fn uuid4() -> String {
+    use rand::Rng;
+    let mut b: [u8; 16] = rand::rng().random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]

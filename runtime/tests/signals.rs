@@ -1,0 +1,110 @@
+//! `wait_for` states with the runtime's signal backend (`signals-and-dispatch.md` §1): a run
+//! parks on its channel, and a resume after a signal consumes it.
+
+use flatmachines::persistence::MemoryBackend;
+use flatmachines::{Machine, RunOptions, Runtime};
+use serde_json::json;
+use std::sync::Arc;
+
+const MACHINE: &str = r#"spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: approval
+  context: {ticket: "{{ input.ticket }}"}
+  states:
+    start:
+      type: initial
+      transitions: [{to: wait}]
+    wait:
+      wait_for: "approval/{{ context.ticket }}"
+      output_to_context:
+        approved: output.approved
+        value: output.value
+      transitions:
+        - condition: "context.approved"
+          to: done
+        - to: rejected
+    done:
+      type: final
+      output: {status: approved, ticket: context.ticket}
+    rejected:
+      type: final
+      output: {status: rejected, value: context.value}
+"#;
+
+fn machine() -> Machine {
+    Machine::from_yaml(MACHINE, ".").unwrap()
+}
+
+fn runtime(store: &Arc<MemoryBackend>) -> Runtime {
+    Runtime::builder().checkpoint_backend(store.clone()).build()
+}
+
+#[tokio::test]
+async fn a_run_parks_and_a_resume_consumes_the_signal() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    let m = machine();
+    let opts = RunOptions {
+        execution_id: Some("t-1".into()),
+        ..RunOptions::default()
+    };
+    let parked = rt
+        .run_with(&m, json!({"ticket": "T1"}), opts)
+        .await
+        .unwrap();
+    assert_eq!(parked, json!({"_waiting": true, "_channel": "approval/T1"}));
+    // Still waiting: a resume without a signal parks again.
+    let resume = || RunOptions {
+        resume_from: Some("t-1".into()),
+        ..RunOptions::default()
+    };
+    let again = rt.run_with(&m, json!({}), resume()).await.unwrap();
+    assert_eq!(again, parked);
+    // A signal on another channel changes nothing.
+    rt.signals()
+        .send("approval/T2", json!({"approved": true}))
+        .await
+        .unwrap();
+    assert_eq!(rt.run_with(&m, json!({}), resume()).await.unwrap(), parked);
+    rt.signals()
+        .send("approval/T1", json!({"approved": true, "by": "ada"}))
+        .await
+        .unwrap();
+    let done = rt.run_with(&m, json!({}), resume()).await.unwrap();
+    assert_eq!(done, json!({"status": "approved", "ticket": "T1"}));
+    // The signal was consumed once.
+    assert!(rt.signals().peek("approval/T1").await.unwrap().is_empty());
+    assert_eq!(rt.signals().channels().await.unwrap(), ["approval/T2"]);
+}
+
+#[tokio::test]
+async fn a_pending_signal_is_consumed_without_parking_and_non_maps_are_values() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    rt.signals().send("approval/T3", json!("no")).await.unwrap();
+    let out = rt.run(&machine(), json!({"ticket": "T3"})).await.unwrap();
+    assert_eq!(out, json!({"status": "rejected", "value": "no"}));
+}
+
+#[tokio::test]
+async fn the_waiting_checkpoint_names_the_channel() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    let opts = RunOptions {
+        execution_id: Some("t-4".into()),
+        ..RunOptions::default()
+    };
+    rt.run_with(&machine(), json!({"ticket": "T4"}), opts)
+        .await
+        .unwrap();
+    use flatmachines::persistence::CheckpointBackend;
+    let latest = store.load("t-4/latest").await.unwrap().unwrap();
+    let key = String::from_utf8(latest).unwrap();
+    assert!(key.ends_with("_waiting.json"), "{key}");
+    let snapshot: serde_json::Value =
+        serde_json::from_slice(&store.load(&key).await.unwrap().unwrap()).unwrap();
+    assert_eq!(snapshot["waiting_channel"], "approval/T4");
+    assert_eq!(snapshot["event"], "waiting");
+    assert_eq!(snapshot["current_state"], "wait");
+}
