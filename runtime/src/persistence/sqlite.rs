@@ -92,7 +92,7 @@ fn resolve_db_path_from(
     absolute(Path::new(chosen))
 }
 
-fn absolute(path: &Path) -> Result<PathBuf, PersistenceError> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, PersistenceError> {
     std::path::absolute(path).map_err(|source| PersistenceError::Io {
         path: path.to_path_buf(),
         source,
@@ -179,8 +179,9 @@ const CHECKPOINT_EVERY: u32 = 200;
 /// behind (about 40 MB).
 const INLINE_CHECKPOINT_PAGES: i64 = 10_000;
 
-/// Opens a connection with the settings of the module docs.
-fn connect(path: &Path) -> Result<Connection, PersistenceError> {
+/// Opens a connection with the settings of the module docs (also used by the SQLite signal
+/// backend, so every connection to a shared file runs the same settings and VFS).
+pub(crate) fn connect(path: &Path) -> Result<Connection, PersistenceError> {
     let fail = |what: &str, e: rusqlite::Error| PersistenceError::Database {
         path: path.to_path_buf(),
         message: format!("{what}: {e}"),

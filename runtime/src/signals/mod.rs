@@ -6,6 +6,10 @@ use crate::persistence::PersistenceError;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteSignalBackend;
 
 /// One signal: `{id, channel, data, created_at}` as the reference stores it.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
