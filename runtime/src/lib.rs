@@ -26,6 +26,8 @@ mod peers;
 pub mod persistence;
 pub mod py;
 pub mod results;
+#[cfg(feature = "loader")]
+mod resumer;
 mod runtime;
 pub mod signals;
 mod state;
@@ -39,6 +41,8 @@ pub use async_trait::async_trait;
 pub use error::{Diagnostic, Error, Severity};
 pub use flatmachines_macros::{flatmachine, include_machine};
 pub use machine::Machine;
+#[cfg(feature = "loader")]
+pub use resumer::ConfigStoreResumer;
 pub use runtime::{RunOptions, Runtime, RuntimeBuilder};
 pub use state::UnknownState;
 

@@ -43,8 +43,10 @@ impl Runtime {
         }
     }
 
-    /// Where `wait_for` states consume signals, and where [`Runtime::signals`] sends them (by
-    /// default a [`MemorySignalBackend`](crate::signals::MemorySignalBackend) of this runtime).
+    /// The runtime's signal backend: send signals here for its runs' `wait_for` states (by
+    /// default a [`MemorySignalBackend`](crate::signals::MemorySignalBackend) of this runtime; a
+    /// machine that checkpoints to SQLite uses its database's `signals` table instead unless a
+    /// backend was given to the builder).
     pub fn signals(&self) -> &Arc<dyn crate::signals::SignalBackend> {
         &self.signals
     }
@@ -215,6 +217,7 @@ impl RuntimeBuilder {
                 .invoker
                 .unwrap_or_else(|| Arc::new(crate::invoker::InlineInvoker)),
             tools: Arc::new(self.tools),
+            signals_given: self.signals.is_some(),
             signals: self
                 .signals
                 .unwrap_or_else(|| Arc::new(crate::signals::MemorySignalBackend::new())),

@@ -7,7 +7,7 @@
 //! | 1 pure evaluation | `py`, `template`, `condition`, `yaml` |
 //! | 2 ports and their backends | `agent`, `persistence`, `hooks`, `invoker`, `results`, `tools`, `signals`, `error` |
 //! | 3 engine | `machine`, `peers`, `strategy`, `executor`, `loader` |
-//! | 4 runtime | `runtime`, `compiled`, the crate root, the CLI |
+//! | 4 runtime | `runtime`, `resumer`, `compiled`, the crate root, the CLI |
 //!
 //! Backends (`agent::echo`, `persistence::sqlite`, `invoker::subprocess`, …) sit in layer 2 with
 //! the traits they implement, so the rule also says they never reach into the engine or the
@@ -36,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("executor", 3),
     ("loader", 3),
     ("runtime", 4),
+    ("resumer", 4),
     ("compiled", 4),
     ("lib", 4),
     ("bin", 4),

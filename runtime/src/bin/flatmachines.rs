@@ -6,8 +6,12 @@ use flatmachines::compiler::{
     diag::JsonDiagnostic,
     load::{Input, LoadOptions},
 };
-use flatmachines::persistence::ConfigStore;
 use flatmachines::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
+use flatmachines::persistence::{CheckpointBackend, ConfigStore, ListFilter};
+use flatmachines::signals::{
+    Dispatcher, FileTrigger, NoOpTrigger, SignalBackend, SocketTrigger, SqliteSignalBackend,
+    Trigger, send_and_notify,
+};
 use flatmachines::unstable::snapshot::load_latest;
 use flatmachines::{Machine, RunOptions, Runtime};
 use std::path::{Path, PathBuf};
@@ -58,6 +62,32 @@ enum Command {
         #[arg(long)]
         timing: bool,
     },
+    /// Send or list signals for parked `wait_for` states.
+    Signal {
+        #[command(subcommand)]
+        command: SignalCommand,
+    },
+    /// Resume the executions that wait on channels with pending signals: once (`--once`), or
+    /// then listen for socket triggers (`--listen`). The machines come from the database's
+    /// config store; no machine file is needed.
+    Dispatch {
+        /// Drain every pending signal and exit.
+        #[arg(long, conflicts_with = "listen", required_unless_present = "listen")]
+        once: bool,
+        /// Drain, then dispatch each channel a socket trigger names, until interrupted.
+        #[arg(long)]
+        listen: bool,
+        /// The SQLite database of signals, checkpoints, locks and configs (default:
+        /// `FLATMACHINES_DB_PATH`, else `flatmachines.sqlite`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// The socket `--listen` receives channel names on.
+        #[arg(long, default_value = "/tmp/flatmachines/trigger.sock")]
+        socket_path: PathBuf,
+        /// Only report who would be resumed (diagnostics); resumes nothing.
+        #[arg(long)]
+        allow_noop_resume: bool,
+    },
     /// Check machine files and everything they reference; exit 1 on any error.
     Check {
         /// Machine files (`spec: flatmachine`).
@@ -70,6 +100,44 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SignalCommand {
+    /// Store a signal on CHANNEL (printing its id), then notify the trigger.
+    Send {
+        /// The channel, exactly as the `wait_for` state renders it.
+        channel: String,
+        /// The payload, as JSON (the waiting state's output).
+        #[arg(long, default_value = "null")]
+        data: String,
+        /// The SQLite database (default: `FLATMACHINES_DB_PATH`, else `flatmachines.sqlite`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// How to wake a dispatcher: `none`, `file` (touch `<trigger-path>/trigger`) or `socket`
+        /// (a datagram to `--trigger-path`, default `/tmp/flatmachines/trigger.sock`).
+        #[arg(long, value_enum, default_value_t = TriggerKind::None)]
+        trigger: TriggerKind,
+        /// The trigger's folder (`file`) or socket (`socket`).
+        #[arg(long)]
+        trigger_path: Option<PathBuf>,
+    },
+    /// Show pending signals and the executions waiting on channels.
+    List {
+        /// The SQLite database (default: `FLATMACHINES_DB_PATH`, else `flatmachines.sqlite`).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TriggerKind {
+    /// No notification.
+    None,
+    /// Touch a file.
+    File,
+    /// Send a Unix datagram.
+    Socket,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +156,14 @@ fn main() -> ExitCode {
             format,
             deny_warnings,
         } => check(&files, format, deny_warnings),
+        Command::Signal { command } => signal(command),
+        Command::Dispatch {
+            once: _,
+            listen,
+            db,
+            socket_path,
+            allow_noop_resume,
+        } => dispatch(listen, db, &socket_path, allow_noop_resume),
         Command::Run {
             config,
             input,
@@ -254,9 +330,12 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
     };
     let mut builder = Runtime::builder();
     if let Some((backend, lock)) = sqlite {
+        // Signals live in the same database, where `signal send` and `dispatch` find them.
+        let signals = SqliteSignalBackend::open(backend.path()).map_err(|e| e.to_string())?;
         builder = builder
             .checkpoint_backend(Arc::new(backend))
-            .lock(Arc::new(lock));
+            .lock(Arc::new(lock))
+            .signal_backend(Arc::new(signals));
     }
     let rt = builder.build();
     let options = RunOptions {
@@ -275,6 +354,159 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
         );
     }
     output.map_err(|e| first_line(&e.to_string()))
+}
+
+fn tokio() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn db_path(db: Option<PathBuf>) -> Result<PathBuf, String> {
+    match db {
+        Some(db) => Ok(db),
+        None => resolve_db_path(None).map_err(|e| e.to_string()),
+    }
+}
+
+/// `flatmachines signal send|list`.
+fn signal(command: SignalCommand) -> ExitCode {
+    init_logging();
+    let result = match command {
+        SignalCommand::Send {
+            channel,
+            data,
+            db,
+            trigger,
+            trigger_path,
+        } => signal_send(&channel, &data, db, trigger, trigger_path),
+        SignalCommand::List { db } => signal_list(db),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cause) => {
+            eprintln!("error: {cause}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn signal_send(
+    channel: &str,
+    data: &str,
+    db: Option<PathBuf>,
+    trigger: TriggerKind,
+    trigger_path: Option<PathBuf>,
+) -> Result<(), String> {
+    let data: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| format!("invalid JSON --data: {e}"))?;
+    let signals = SqliteSignalBackend::open(db_path(db)?).map_err(|e| e.to_string())?;
+    let trigger: Box<dyn Trigger> = match trigger {
+        TriggerKind::None => Box::new(NoOpTrigger),
+        TriggerKind::File => Box::new(
+            FileTrigger::new(
+                trigger_path.unwrap_or_else(|| PathBuf::from(FileTrigger::DEFAULT_BASE)),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        TriggerKind::Socket => Box::new(SocketTrigger::new(
+            trigger_path.unwrap_or_else(|| PathBuf::from(SocketTrigger::DEFAULT_SOCKET)),
+        )),
+    };
+    let id = tokio()?
+        .block_on(send_and_notify(&signals, trigger.as_ref(), channel, data))
+        .map_err(|e| e.to_string())?;
+    println!("{id}");
+    Ok(())
+}
+
+fn signal_list(db: Option<PathBuf>) -> Result<(), String> {
+    let path = db_path(db)?;
+    let signals = SqliteSignalBackend::open(&path).map_err(|e| e.to_string())?;
+    let checkpoints = SqliteBackend::open(&path).map_err(|e| e.to_string())?;
+    tokio()?.block_on(async {
+        let err = |e: flatmachines::persistence::PersistenceError| e.to_string();
+        println!("pending signals:");
+        for channel in signals.channels().await.map_err(err)? {
+            for s in signals.peek(&channel).await.map_err(err)? {
+                println!("  {channel}  {}  {}  {}", s.id, s.created_at, s.data);
+            }
+        }
+        println!("waiting executions:");
+        let filter = ListFilter {
+            event: Some("waiting".into()),
+            ..ListFilter::default()
+        };
+        for id in checkpoints.list_execution_ids(&filter).await.map_err(err)? {
+            let channel = load_latest(&checkpoints, &id)
+                .await
+                .map_err(err)?
+                .and_then(|l| l.snapshot.waiting_channel)
+                .unwrap_or_default();
+            println!("  {id}  on {channel}");
+        }
+        Ok(())
+    })
+}
+
+/// `flatmachines dispatch`: exit 0 on success, 1 on any error.
+fn dispatch(listen: bool, db: Option<PathBuf>, socket: &Path, noop: bool) -> ExitCode {
+    init_logging();
+    match dispatch_inner(listen, db, socket, noop) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cause) => {
+            eprintln!("error: {cause}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn dispatch_inner(
+    listen: bool,
+    db: Option<PathBuf>,
+    socket: &Path,
+    noop: bool,
+) -> Result<(), String> {
+    let path = db_path(db)?;
+    let signals: Arc<dyn SignalBackend> =
+        Arc::new(SqliteSignalBackend::open(&path).map_err(|e| e.to_string())?);
+    let (backend, lock) = open_sqlite(&path)?;
+    let store = backend.sqlite_config_store();
+    let checkpoints: Arc<dyn CheckpointBackend> = Arc::new(backend);
+    let mut dispatcher = Dispatcher::new(signals.clone(), checkpoints.clone());
+    if !noop {
+        let rt = Runtime::builder()
+            .checkpoint_backend(checkpoints.clone())
+            .lock(Arc::new(lock))
+            .signal_backend(signals)
+            .build();
+        let resumer = flatmachines::ConfigStoreResumer::new(rt, checkpoints, Arc::new(store));
+        dispatcher = dispatcher.with_resumer(Arc::new(resumer));
+    }
+    let tokio = tokio()?;
+    if listen {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        return tokio
+            .block_on(dispatcher.listen(socket, stop))
+            .map_err(|e| e.to_string());
+    }
+    let resumed = tokio
+        .block_on(dispatcher.dispatch_all())
+        .map_err(|e| e.to_string())?;
+    let total: usize = resumed.values().map(Vec::len).sum();
+    eprintln!(
+        "Dispatch complete: {} channel(s), {total} machine(s) resumed",
+        resumed.len()
+    );
+    for (channel, ids) in &resumed {
+        let mut shown = ids.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+        if ids.len() > 3 {
+            shown.push_str(", ...");
+        }
+        eprintln!("  {channel}: {shown}");
+    }
+    Ok(())
 }
 
 fn check(files: &[PathBuf], format: Format, deny_warnings: bool) -> ExitCode {

@@ -118,7 +118,7 @@ impl PersistenceDef {
 
 /// The SQLite backend and lease lock `persistence.backend: sqlite` names.
 #[cfg(feature = "sqlite")]
-mod sqlite {
+pub(crate) mod sqlite {
     use crate::persistence::sqlite::{SqliteBackend, SqliteLeaseLock, resolve_db_path};
     use crate::persistence::{CheckpointBackend, ExecutionLock, PersistenceError};
     use std::sync::Arc;
@@ -132,11 +132,20 @@ mod sqlite {
     pub(super) fn lock(db_path: Option<&str>) -> Result<Arc<dyn ExecutionLock>, PersistenceError> {
         Ok(Arc::new(SqliteLeaseLock::open(resolve_db_path(db_path)?)?))
     }
+
+    /// The `signals` table of the same database.
+    pub(crate) fn signals(
+        db_path: Option<&str>,
+    ) -> Result<Arc<dyn crate::signals::SignalBackend>, PersistenceError> {
+        Ok(Arc::new(crate::signals::SqliteSignalBackend::open(
+            resolve_db_path(db_path)?,
+        )?))
+    }
 }
 
 /// Without the `sqlite` feature a machine that names SQLite fails to start, saying why.
 #[cfg(not(feature = "sqlite"))]
-mod sqlite {
+pub(crate) mod sqlite {
     use crate::persistence::{CheckpointBackend, ExecutionLock, PersistenceError};
     use std::sync::Arc;
 
@@ -152,6 +161,12 @@ mod sqlite {
     }
 
     pub(super) fn lock(_: Option<&str>) -> Result<Arc<dyn ExecutionLock>, PersistenceError> {
+        Err(unavailable())
+    }
+
+    pub(crate) fn signals(
+        _: Option<&str>,
+    ) -> Result<Arc<dyn crate::signals::SignalBackend>, PersistenceError> {
         Err(unavailable())
     }
 }

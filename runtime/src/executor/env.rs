@@ -48,6 +48,8 @@ pub struct Runtime {
     pub(crate) tools: Arc<ToolRegistry>,
     /// Where `wait_for` states consume signals (`Runtime::signals`).
     pub(crate) signals: Arc<dyn crate::signals::SignalBackend>,
+    /// Whether `signals` was given to the builder (else a SQLite machine uses its database's).
+    pub(crate) signals_given: bool,
 }
 
 impl std::fmt::Debug for Runtime {

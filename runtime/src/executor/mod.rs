@@ -527,7 +527,9 @@ impl Run<'_> {
             Value::String(s) => s,
             other => crate::py::py_str(&other),
         };
-        let backend = self.signal_backend();
+        let backend = self
+            .signal_backend()
+            .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
         let signal = backend
             .consume(&channel)
             .await
@@ -549,9 +551,22 @@ impl Run<'_> {
         Ok(Some(signal.data))
     }
 
-    /// Where this run's `wait_for` states look for signals.
-    fn signal_backend(&self) -> Arc<dyn crate::signals::SignalBackend> {
-        self.rt.signals.clone()
+    /// Where this run's `wait_for` states look for signals: the runtime's backend when one was
+    /// given, else the `signals` table of the machine's SQLite database when it checkpoints
+    /// there (so a signal sent from another process reaches it), else the runtime's in-memory
+    /// backend.
+    fn signal_backend(
+        &self,
+    ) -> Result<Arc<dyn crate::signals::SignalBackend>, crate::persistence::PersistenceError> {
+        let p = &self.def.persistence;
+        if !self.rt.signals_given
+            && p.enabled
+            && p.backend == flatmachines_ir::Backend::Sqlite
+            && self.rt.checkpoint_backend.is_none()
+        {
+            return checkpoint::sqlite::signals(p.db_path.as_deref());
+        }
+        Ok(self.rt.signals.clone())
     }
 
     /// A final state's `output:` rendered, else `output`.

@@ -2,6 +2,12 @@
 //! (`signals-and-dispatch.md` §1–2). The [`SignalBackend`] port and the in-memory backend;
 //! the SQLite backend shares the checkpoint database (feature `sqlite`).
 
+mod dispatch;
+mod trigger;
+
+pub use dispatch::{Dispatcher, Resumer};
+pub use trigger::{FileTrigger, NoOpTrigger, SocketTrigger, Trigger, send_and_notify};
+
 use crate::persistence::PersistenceError;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
