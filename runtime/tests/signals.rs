@@ -108,3 +108,122 @@ async fn the_waiting_checkpoint_names_the_channel() {
     assert_eq!(snapshot["event"], "waiting");
     assert_eq!(snapshot["current_state"], "wait");
 }
+
+const TIMED: &str = r#"spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: timed
+  states:
+    start:
+      type: initial
+      wait_for: {channel: "reply", timeout: 0.2}
+      on_error: timed_out
+      output_to_context: {reply: output.value}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {reply: context.reply}
+    timed_out:
+      type: final
+      output: {error: context.last_error_type, message: context.last_error}
+"#;
+
+/// Resumes executions of one machine in this process.
+struct InProcess {
+    rt: Runtime,
+    machine: Machine,
+}
+
+#[flatmachines::async_trait]
+impl flatmachines::signals::Resumer for InProcess {
+    async fn resume(&self, id: &str) -> Result<serde_json::Value, flatmachines::Error> {
+        let opts = RunOptions {
+            resume_from: Some(id.to_string()),
+            ..RunOptions::default()
+        };
+        self.rt.run_with(&self.machine, json!({}), opts).await
+    }
+}
+
+#[tokio::test]
+async fn a_wait_with_a_timeout_fails_with_timeout_error_once_it_has_passed() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    let m = Machine::from_yaml(TIMED, ".").unwrap();
+    let opts = RunOptions {
+        execution_id: Some("w-1".into()),
+        ..RunOptions::default()
+    };
+    let parked = rt.run_with(&m, json!({}), opts).await.unwrap();
+    assert_eq!(parked, json!({"_waiting": true, "_channel": "reply"}));
+    let dispatcher = flatmachines::signals::Dispatcher::new(rt.signals().clone(), store.clone())
+        .with_resumer(Arc::new(InProcess {
+            rt: rt.clone(),
+            machine: m.clone(),
+        }));
+    // Before the deadline the dispatcher leaves it alone.
+    assert!(dispatcher.dispatch_all().await.unwrap().is_empty());
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    let resumed = dispatcher.dispatch_all().await.unwrap();
+    assert_eq!(resumed.get("reply"), Some(&vec!["w-1".to_string()]));
+    let resume = RunOptions {
+        resume_from: Some("w-1".into()),
+        ..RunOptions::default()
+    };
+    let out = rt.run_with(&m, json!({}), resume).await.unwrap();
+    assert_eq!(
+        out,
+        json!({"error": "TimeoutError", "message": "no signal on 'reply' within 0.2s"})
+    );
+}
+
+#[tokio::test]
+async fn a_signal_before_the_deadline_wins_and_clears_it() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    let m = Machine::from_yaml(TIMED, ".").unwrap();
+    let opts = RunOptions {
+        execution_id: Some("w-2".into()),
+        ..RunOptions::default()
+    };
+    rt.run_with(&m, json!({}), opts).await.unwrap();
+    rt.signals().send("reply", json!("yes")).await.unwrap();
+    let resume = RunOptions {
+        resume_from: Some("w-2".into()),
+        ..RunOptions::default()
+    };
+    let out = rt.run_with(&m, json!({}), resume).await.unwrap();
+    assert_eq!(out, json!({"reply": "yes"}));
+}
+
+#[tokio::test]
+async fn one_signal_wakes_every_waiter_of_its_channel() {
+    let store = Arc::new(MemoryBackend::new());
+    let rt = runtime(&store);
+    let m = machine();
+    for id in ["b-1", "b-2"] {
+        let opts = RunOptions {
+            execution_id: Some(id.into()),
+            ..RunOptions::default()
+        };
+        rt.run_with(&m, json!({"ticket": "ALL"}), opts)
+            .await
+            .unwrap();
+    }
+    rt.signals()
+        .send("approval/ALL", json!({"approved": true}))
+        .await
+        .unwrap();
+    let dispatcher = flatmachines::signals::Dispatcher::new(rt.signals().clone(), store.clone())
+        .with_resumer(Arc::new(InProcess {
+            rt: rt.clone(),
+            machine: m.clone(),
+        }));
+    let resumed = dispatcher.dispatch_all().await.unwrap();
+    assert_eq!(
+        resumed.get("approval/ALL"),
+        Some(&vec!["b-1".to_string(), "b-2".to_string()])
+    );
+    // Both consumed a copy: nothing is left.
+    assert!(rt.signals().channels().await.unwrap().is_empty());
+}

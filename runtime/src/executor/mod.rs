@@ -337,6 +337,10 @@ fn warn_uncaptured(input: &Value, context: &Value) {
     }
 }
 
+/// The context key where a `wait_for` with a `timeout` keeps when its wait ends:
+/// `{state, channel, deadline}` (seconds since the Unix epoch).
+pub(crate) const WAIT_DEADLINE: &str = "_wait_for_deadline";
+
 /// Sets `key` without allocating the key when it already exists.
 fn set_field(m: &mut Map<String, Value>, key: &str, value: Value) {
     match m.get_mut(key) {
@@ -523,7 +527,19 @@ impl Run<'_> {
         state: &StateDef,
         wait: &Value,
     ) -> Result<Option<Value>, StateFailure> {
-        let channel = match self.def.templates.render_value(wait, &self.state_vars())? {
+        // The map form `{channel, timeout}` is ours; the string form is the reference's.
+        let (template, timeout) = match wait {
+            Value::Object(m) => (
+                m.get("channel").cloned().unwrap_or(Value::Null),
+                m.get("timeout").and_then(Value::as_f64),
+            ),
+            other => (other.clone(), None),
+        };
+        let channel = match self
+            .def
+            .templates
+            .render_value(&template, &self.state_vars())?
+        {
             Value::String(s) => s,
             other => crate::py::py_str(&other),
         };
@@ -535,9 +551,15 @@ impl Run<'_> {
             .await
             .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
         let Some(signal) = signal else {
+            if let Some(seconds) = timeout {
+                self.wait_deadline(state, &channel, seconds)?;
+            }
             self.parked = Some(channel);
             return Ok(None);
         };
+        if let Some(ctx) = self.context.as_object_mut() {
+            ctx.remove(WAIT_DEADLINE);
+        }
         tracing::info!(
             "state `{}` consumed signal {} on `{channel}`",
             state.name,
@@ -549,6 +571,48 @@ impl Run<'_> {
         };
         self.apply_output_to_context(state, &seen)?;
         Ok(Some(signal.data))
+    }
+
+    /// A `wait_for` with a `timeout` that found no signal: the first time, records when the
+    /// wait ends (`context._wait_for_deadline`, so it survives the process); once that time has
+    /// passed, fails the state with `TimeoutError` (handled by `on_error`).
+    fn wait_deadline(
+        &mut self,
+        state: &StateDef,
+        channel: &str,
+        seconds: f64,
+    ) -> Result<(), StateFailure> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let ctx = self.context.as_object_mut().expect("the context is a map");
+        let recorded = ctx.get(WAIT_DEADLINE).filter(|d| {
+            d.get("state").and_then(Value::as_str) == Some(state.name.as_str())
+                && d.get("channel").and_then(Value::as_str) == Some(channel)
+        });
+        match recorded
+            .and_then(|d| d.get("deadline"))
+            .and_then(Value::as_f64)
+        {
+            Some(deadline) if now >= deadline => {
+                ctx.remove(WAIT_DEADLINE);
+                Err(StateFailure::new(
+                    "TimeoutError",
+                    format!(
+                        "no signal on '{channel}' within {}s",
+                        flatmachines_ir::pyfmt::float_repr(seconds)
+                    ),
+                ))
+            }
+            Some(_) => Ok(()),
+            None => {
+                ctx.insert(
+                    WAIT_DEADLINE.into(),
+                    json!({"state": state.name, "channel": channel, "deadline": now + seconds}),
+                );
+                Ok(())
+            }
+        }
     }
 
     /// Where this run's `wait_for` states look for signals: the runtime's backend when one was

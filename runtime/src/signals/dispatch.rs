@@ -123,9 +123,66 @@ impl Dispatcher {
         Ok(all)
     }
 
-    /// Every channel that has signals, each up to the number of signals it has now; the
-    /// channels where someone was resumed, with whom.
+    /// Resumes the executions whose `wait_for` timeout has passed (their resume fails the
+    /// waiting state with `TimeoutError`, which `on_error` handles); returns them by channel.
+    pub async fn dispatch_expired(
+        &self,
+    ) -> Result<BTreeMap<String, Vec<String>>, PersistenceError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let filter = ListFilter {
+            event: Some("waiting".into()),
+            ..ListFilter::default()
+        };
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in self.checkpoints.list_execution_ids(&filter).await? {
+            let Some(latest) =
+                crate::persistence::snapshot::load_latest(self.checkpoints.as_ref(), &id).await?
+            else {
+                continue;
+            };
+            let deadline = latest
+                .snapshot
+                .context
+                .get("_wait_for_deadline")
+                .and_then(|d| d.get("deadline"))
+                .and_then(Value::as_f64);
+            if deadline.is_none_or(|d| d > now) {
+                continue;
+            }
+            let channel = latest.snapshot.waiting_channel.unwrap_or_default();
+            let done = match &self.resumer {
+                None => true,
+                Some(r) => match r.resume(&id).await {
+                    Ok(out) => {
+                        tracing::info!("execution {id} timed out waiting on `{channel}`: {out}");
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!("resuming execution {id} after its timeout failed: {e}");
+                        false
+                    }
+                },
+            };
+            if done {
+                out.entry(channel).or_default().push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every channel that has signals, each up to the number of signals it has now, then the
+    /// waits whose timeout has passed; the channels where someone was resumed, with whom.
     pub async fn dispatch_all(&self) -> Result<BTreeMap<String, Vec<String>>, PersistenceError> {
+        let mut out = self.dispatch_signals().await?;
+        for (channel, ids) in self.dispatch_expired().await? {
+            out.entry(channel).or_default().extend(ids);
+        }
+        Ok(out)
+    }
+
+    async fn dispatch_signals(&self) -> Result<BTreeMap<String, Vec<String>>, PersistenceError> {
         let mut out = BTreeMap::new();
         for channel in self.signals.channels().await? {
             let pending = self.signals.peek(&channel).await?.len().max(1);
