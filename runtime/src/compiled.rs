@@ -11,6 +11,7 @@ use crate::condition::{ConditionError, LazyCondition, NativeCondition};
 use crate::error::Error;
 use crate::hooks::MachineHooks;
 use crate::machine::{Machine, NextFn};
+use crate::runtime::Outcome;
 use crate::runtime::Runtime;
 use flatmachines_ir as ir;
 use serde::Serialize;
@@ -83,6 +84,49 @@ where
             "the output does not fit `Output`: {e}; output: {output}"
         ))
     })
+}
+
+/// [`execute_typed`] for a machine that can park: the run's [`Outcome`], its output converted
+/// when it finished. With `resume_from`, resumes that execution instead (the input is then
+/// ignored).
+///
+/// # Errors
+/// As [`execute_typed`].
+pub async fn execute_outcome<I, O>(
+    rt: &Runtime,
+    machine: Result<Machine, Error>,
+    input: I,
+    resume_from: Option<String>,
+) -> Result<Outcome<O>, Error>
+where
+    I: Serialize + Send,
+    O: DeserializeOwned,
+{
+    let machine = machine?;
+    let conversion = |message: String| Error::Conversion {
+        machine: machine.name().to_string(),
+        message,
+    };
+    let input = serde_json::to_value(&input)
+        .map_err(|e| conversion(format!("the input does not serialize: {e}")))?;
+    let options = crate::RunOptions {
+        resume_from,
+        ..crate::RunOptions::default()
+    };
+    match rt.run_outcome(&machine, input, options).await? {
+        Outcome::Finished(output) => O::deserialize(&output).map(Outcome::Finished).map_err(|e| {
+            conversion(format!(
+                "the output does not fit `Output`: {e}; output: {output}"
+            ))
+        }),
+        Outcome::Waiting {
+            execution_id,
+            channel,
+        } => Ok(Outcome::Waiting {
+            execution_id,
+            channel,
+        }),
+    }
 }
 
 /// A condition in a generated module: compiled, or left to the interpreter.

@@ -43,7 +43,7 @@ pub use flatmachines_macros::{flatmachine, include_machine};
 pub use machine::Machine;
 #[cfg(feature = "loader")]
 pub use resumer::ConfigStoreResumer;
-pub use runtime::{RunOptions, Runtime, RuntimeBuilder};
+pub use runtime::{Outcome, RunOptions, Runtime, RuntimeBuilder};
 pub use state::UnknownState;
 
 /// The front end (loading, checking, diagnostics), for tools built on flatmachines
@@ -71,7 +71,7 @@ pub mod prelude {
     pub use crate::hooks::MachineHooks;
     pub use crate::tools::{Tool, ToolError, ToolProvider, ToolResult, Toolbox};
     pub use crate::{
-        Error, Machine, RunOptions, Runtime, RuntimeBuilder, async_trait, flatmachine,
+        Error, Machine, Outcome, RunOptions, Runtime, RuntimeBuilder, async_trait, flatmachine,
         include_machine,
     };
 }
@@ -99,7 +99,8 @@ pub mod unstable {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::compiled::{
-        CompiledMachine, TransitionCondition, execute_typed, holds, machine, on_transition,
+        CompiledMachine, TransitionCondition, execute_outcome, execute_typed, holds, machine,
+        on_transition,
     };
     pub use crate::condition::{ConditionError, Engine, LazyCondition, NativeCondition, ops};
     pub use crate::hooks::MachineHooks;

@@ -62,6 +62,25 @@ impl Runtime {
         self.run_with(machine, input, RunOptions::default()).await
     }
 
+    /// Runs `machine` with options and says how the run ended: [`Outcome::Finished`] with its
+    /// output, or [`Outcome::Waiting`] when a `wait_for` state parked it (resume it later with
+    /// [`RunOptions::resume_from`] set to the execution id, after a signal on the channel).
+    pub async fn run_outcome(
+        &self,
+        machine: &Machine,
+        input: Value,
+        options: RunOptions,
+    ) -> Result<Outcome<Value>, Error> {
+        let ended = crate::executor::run_ended(self, machine, input, options).await?;
+        Ok(match ended.parked_on {
+            Some(channel) => Outcome::Waiting {
+                execution_id: ended.execution_id,
+                channel,
+            },
+            None => Outcome::Finished(ended.output),
+        })
+    }
+
     /// Runs `machine` with options.
     pub async fn run_with(
         &self,
@@ -70,6 +89,45 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<Value, Error> {
         crate::executor::run(self, machine, input, options).await
+    }
+}
+
+/// How a run of a machine that can park ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome<T> {
+    /// It reached its end: the output.
+    Finished(T),
+    /// A `wait_for` state found no signal: the run is checkpointed and stopped. Send a signal on
+    /// `channel`, then resume `execution_id` (or let a dispatcher do it).
+    Waiting {
+        /// The execution to resume.
+        execution_id: String,
+        /// The channel it waits on.
+        channel: String,
+    },
+}
+
+impl<T> Outcome<T> {
+    /// The output, if the run finished.
+    pub fn finished(self) -> Option<T> {
+        match self {
+            Outcome::Finished(t) => Some(t),
+            Outcome::Waiting { .. } => None,
+        }
+    }
+
+    /// The output converted with `f`, if the run finished.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Finished(t) => Outcome::Finished(f(t)),
+            Outcome::Waiting {
+                execution_id,
+                channel,
+            } => Outcome::Waiting {
+                execution_id,
+                channel,
+            },
+        }
     }
 }
 

@@ -251,6 +251,58 @@ pub(super) fn typed(project: &Project, machine: &str) -> TokenStream {
     let input_doc =
         format!(" The input of `{machine}`: the `input.*` keys its `data.context` reads.");
     let output_doc = format!(" The output of `{machine}`: the keys its final states output.");
+    // A machine with a `wait_for` state can park: its typed entry points say so in their type.
+    let parks = project
+        .root()
+        .is_some_and(|m| m.doc.data.states.iter().any(|s| s.wait_for.is_some()));
+    let execute_typed = if parks {
+        quote! {
+            /// Runs the machine from its initial state with a typed input: the output when it
+            /// finishes, or where it waits when a `wait_for` state parks it.
+            ///
+            /// # Errors
+            /// As [`execute`], or [`::flatmachines::Error::Conversion`] when the output does
+            /// not fit [`Output`].
+            pub async fn execute_typed(
+                rt: &::flatmachines::Runtime,
+                input: Input,
+            ) -> ::core::result::Result<::flatmachines::Outcome<Output>, ::flatmachines::Error> {
+                ::flatmachines::__private::execute_outcome(rt, machine(), input, ::core::option::Option::None).await
+            }
+
+            /// Resumes a parked execution (after a signal on its channel, or to find it still
+            /// waiting).
+            ///
+            /// # Errors
+            /// As [`execute_typed`].
+            pub async fn resume_typed(
+                rt: &::flatmachines::Runtime,
+                execution_id: &str,
+            ) -> ::core::result::Result<::flatmachines::Outcome<Output>, ::flatmachines::Error> {
+                ::flatmachines::__private::execute_outcome(
+                    rt,
+                    machine(),
+                    Input::default(),
+                    ::core::option::Option::Some(::std::string::ToString::to_string(execution_id)),
+                )
+                .await
+            }
+        }
+    } else {
+        quote! {
+            /// Runs the machine from its initial state with a typed input.
+            ///
+            /// # Errors
+            /// As [`execute`], or [`::flatmachines::Error::Conversion`] when the output does not
+            /// fit [`Output`] (e.g. the run stopped before a final state, missing a required key).
+            pub async fn execute_typed(
+                rt: &::flatmachines::Runtime,
+                input: Input,
+            ) -> ::core::result::Result<Output, ::flatmachines::Error> {
+                ::flatmachines::__private::execute_typed(rt, machine(), input).await
+            }
+        }
+    };
     quote! {
         #[doc = #input_doc]
         #[doc = " Build it with `..Default::default()` for the fields you leave out."]
@@ -275,17 +327,7 @@ pub(super) fn typed(project: &Project, machine: &str) -> TokenStream {
             #output
         }
 
-        /// Runs the machine from its initial state with a typed input.
-        ///
-        /// # Errors
-        /// As [`execute`], or [`::flatmachines::Error::Conversion`] when the output does not
-        /// fit [`Output`] (e.g. the run stopped before a final state, missing a required key).
-        pub async fn execute_typed(
-            rt: &::flatmachines::Runtime,
-            input: Input,
-        ) -> ::core::result::Result<Output, ::flatmachines::Error> {
-            ::flatmachines::__private::execute_typed(rt, machine(), input).await
-        }
+        #execute_typed
     }
 }
 

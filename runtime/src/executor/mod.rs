@@ -55,6 +55,8 @@ pub(crate) struct Run<'a> {
     /// The channel a `wait_for` state parked on: the run stops there (`signals-and-dispatch.md`
     /// §1).
     pub parked: Option<String>,
+    /// The channel the run ended parked on, for [`run_ended`].
+    pub parked_on: Option<String>,
     /// MCP servers started by this run's tool loops, by agent name; shut down when it ends.
     #[cfg(feature = "mcp")]
     pub mcp: Vec<(String, Arc<crate::tools::McpServers>)>,
@@ -86,6 +88,24 @@ pub(crate) async fn run(
     run_inherited(rt, machine, input, opts, Inherited::default()).await
 }
 
+/// How a run ended: its output, its execution id, and the channel it parked on (a `wait_for`
+/// state without a signal), if it did.
+pub(crate) struct Ended {
+    pub output: Value,
+    pub execution_id: String,
+    pub parked_on: Option<String>,
+}
+
+/// [`run`], saying whether the run finished or parked.
+pub(crate) async fn run_ended(
+    rt: &Runtime,
+    machine: &Machine,
+    input: Value,
+    opts: RunOptions,
+) -> Result<Ended, Error> {
+    run_detailed(rt, machine, input, opts, Inherited::default()).await
+}
+
 /// Runs `machine` sharing `inherited` components with a parent run.
 pub(crate) async fn run_inherited(
     rt: &Runtime,
@@ -94,6 +114,18 @@ pub(crate) async fn run_inherited(
     opts: RunOptions,
     inherited: Inherited,
 ) -> Result<Value, Error> {
+    Ok(run_detailed(rt, machine, input, opts, inherited)
+        .await?
+        .output)
+}
+
+async fn run_detailed(
+    rt: &Runtime,
+    machine: &Machine,
+    input: Value,
+    opts: RunOptions,
+    inherited: Inherited,
+) -> Result<Ended, Error> {
     let def = &*machine.def;
     let hooks = match (&rt.hooks, &def.hooks) {
         (Some(h), _) => Some(h.clone()),
@@ -131,6 +163,7 @@ pub(crate) async fn run_inherited(
         children,
         resumed_tool_loop: None,
         parked: None,
+        parked_on: None,
         #[cfg(feature = "mcp")]
         mcp: Vec::new(),
     };
@@ -148,7 +181,11 @@ pub(crate) async fn run_inherited(
     run.persist.release(&run.execution_id).await;
     let output = result?;
     finished?;
-    Ok(output)
+    Ok(Ended {
+        output,
+        execution_id: run.execution_id,
+        parked_on: run.parked_on,
+    })
 }
 
 impl Run<'_> {
@@ -218,7 +255,21 @@ impl Run<'_> {
                         def.name,
                         state.name
                     );
-                    return Ok(json!({"_waiting": true, "_channel": channel}));
+                    if def.persistence.backend == flatmachines_ir::Backend::Memory
+                        && self.rt.checkpoint_backend.is_none()
+                    {
+                        tracing::warn!(
+                            "machine `{}` parked with checkpoints in this run's own memory \
+                             store, which ends with the run: nothing can resume execution {}. \
+                             Use `persistence.backend: sqlite` (or `local`), or give the \
+                             runtime a checkpoint backend",
+                            def.name,
+                            self.execution_id
+                        );
+                    }
+                    let output = json!({"_waiting": true, "_channel": channel});
+                    self.parked_on = Some(channel);
+                    return Ok(output);
                 }
                 Ok(output) => output,
                 Err(failure) => match self.recover(state, &failure).await {
