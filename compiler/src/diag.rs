@@ -150,10 +150,16 @@ codes! {
     McpPatternWithoutServer = "FM0408", Error, "an MCP `tool_filter` pattern has no `server:` part";
     /// An MCP server has both `command` and `url`, or a `url` that is not http(s).
     InvalidMcpTransport = "FM0409", Error, "an MCP server has both `command` and `url`, or a `url` that is not http(s)";
+    /// A machine with a `wait_for` state writes no `waiting` checkpoint (persistence disabled, or
+    /// `checkpoint_on` without `waiting`): a parked run can never be found and resumed.
+    UnfindableWait = "FM0410", Error, "a `wait_for` state parks runs that can never be found again: persistence is disabled or `checkpoint_on` lacks `waiting`";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.
     IgnoredField = "FM0502", Warning, "a field the 2.6 runtime never reads";
+    /// `agent`, `machine`, `foreach`, `launch`, `action` or a final `output` in a `wait_for`
+    /// state: the state ends as soon as it consumes a signal, so they never run.
+    IgnoredInWaitingState = "FM0503", Warning, "a field of a `wait_for` state never runs: the signal's data is the state's output";
     /// The machine needs a part of the runtime this build of `flatmachines` leaves out.
     MissingRuntimeFeature = "FM0601", Error, "the machine needs a runtime feature that is not enabled";
 }

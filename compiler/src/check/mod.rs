@@ -2,6 +2,7 @@
 
 pub mod features;
 mod graph;
+mod signals;
 pub(crate) mod templates;
 mod tools;
 
@@ -177,6 +178,7 @@ fn check_machine(
         templates.check_map(ctx, &scope, sources, diags);
     }
 
+    signals::check_machine(project, m, templates, &context_keys, diags);
     for state in &data.states {
         check_state_options(state, diags);
         tools::check_state(project, m, state, diags);
@@ -540,9 +542,6 @@ fn check_state_templates(
     }
     if let Some(li) = &s.launch_input {
         templates.check_map(li, &state_scope, sources, diags);
-    }
-    if let Some(w) = &s.wait_for {
-        templates.check_value(w, &state_scope, sources, diags);
     }
     if let Some(f) = &s.foreach {
         match &f.value {
