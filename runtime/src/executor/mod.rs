@@ -521,7 +521,8 @@ impl Run<'_> {
 
     /// One state's work in the reference's order (`execution.md` §5). Returns the final output.
     async fn run_state(&mut self, state: &StateDef) -> Result<Option<Value>, StateFailure> {
-        if let Some(wait) = &state.wait_for {
+        // A falsy `wait_for` (`""`, `null`) is no wait, as in the reference.
+        if let Some(wait) = state.wait_for.as_ref().filter(|w| crate::py::truthy(w)) {
             return self.wait_for(state, wait).await;
         }
         if let Some(action) = &state.action {
