@@ -222,3 +222,65 @@ fn two_dispatchers_racing_on_one_signal_resume_the_run_once() {
     let (listing, _) = ok(&cli(dir.path(), &[&["signal", "list"][..], &db].concat()));
     assert!(!listing.contains("approval/R1"), "no stray copy: {listing}");
 }
+
+#[test]
+fn dispatch_resumes_a_wait_whose_timeout_has_passed() {
+    let dir = TempDir::new();
+    dir.write(
+        "machine.yml",
+        MACHINE
+            .replace(
+                r#"wait_for: "approval/{{ context.ticket }}""#,
+                r#"wait_for: {channel: "approval/{{ context.ticket }}", timeout: 0.3}
+      on_error: rejected"#,
+            )
+            .as_str(),
+    );
+    park(&dir, "x1", "X1");
+    park(&dir, "x2", "X2");
+    let db = ["--db", "flow.sqlite"];
+    // Before the deadline: nothing to do.
+    let (_, stderr) = ok(&cli(
+        dir.path(),
+        &[&["dispatch", "--once"][..], &db].concat(),
+    ));
+    assert!(stderr.contains("0 machine(s) resumed"), "{stderr}");
+    // x2 gets its answer in time... but the dispatcher only runs after both deadlines.
+    ok(&cli(
+        dir.path(),
+        &[
+            &[
+                "signal",
+                "send",
+                "approval/X2",
+                "--data",
+                r#"{"approved": true}"#,
+            ][..],
+            &db,
+        ]
+        .concat(),
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let (_, stderr) = ok(&cli(
+        dir.path(),
+        &[&["dispatch", "--once"][..], &db].concat(),
+    ));
+    assert!(stderr.contains("2 machine(s) resumed"), "{stderr}");
+    let (stdout, _) = ok(&cli(
+        dir.path(),
+        &[&["run", "--resume-from", "x1"][..], &db].concat(),
+    ));
+    assert_eq!(
+        json_of(&stdout),
+        json!({"status": "rejected", "ticket": "X1"})
+    );
+    // A signal that is there wins over a passed deadline.
+    let (stdout, _) = ok(&cli(
+        dir.path(),
+        &[&["run", "--resume-from", "x2"][..], &db].concat(),
+    ));
+    assert_eq!(
+        json_of(&stdout),
+        json!({"status": "approved", "ticket": "X2", "by": null})
+    );
+}

@@ -186,6 +186,16 @@ pub trait CheckpointBackend: Send + Sync {
         Ok(())
     }
 
+    /// The executions whose latest checkpoint waits with a `wait_for` timeout that ended at or
+    /// before `now` (seconds since the Unix epoch), with their channels; `None` when this
+    /// backend cannot tell without reading every waiting snapshot (the dispatcher then does).
+    async fn expired_waits(
+        &self,
+        _now: f64,
+    ) -> Result<Option<Vec<(String, String)>>, PersistenceError> {
+        Ok(None)
+    }
+
     /// The config store that lives with this backend, if any (SQLite has one built in).
     fn config_store(&self) -> Option<Arc<dyn ConfigStore>> {
         None

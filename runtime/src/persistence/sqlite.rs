@@ -131,6 +131,9 @@ const WAITING_INDEX: &str = "
 CREATE INDEX IF NOT EXISTS idx_mc_waiting_channel
   ON machine_checkpoints(waiting_channel)
   WHERE waiting_channel IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_mc_wait_deadline
+  ON machine_checkpoints(json_extract(CAST(snapshot_json AS TEXT), '$.context._wait_for_deadline.deadline'))
+  WHERE waiting_channel IS NOT NULL;
 ";
 
 const LEASE_SCHEMA: &str = "
@@ -582,6 +585,18 @@ impl CheckpointBackend for SqliteBackend {
                     "SELECT DISTINCT execution_id FROM machine_checkpoints ORDER BY execution_id",
                 )
                 .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect()),
+            // Who waits on a channel: straight from the partial index on `waiting_channel`,
+            // then each hit's `machine_latest` row by primary key (no scan of the executions).
+            (None, Some(channel)) => conn
+                .prepare_cached(
+                    "SELECT mc.execution_id
+                     FROM machine_checkpoints mc
+                     JOIN machine_latest ml
+                       ON ml.execution_id = mc.execution_id AND ml.latest_key = mc.checkpoint_key
+                     WHERE mc.waiting_channel = ?1
+                     ORDER BY mc.execution_id",
+                )
+                .and_then(|mut s| s.query_map([channel], |r| r.get(0))?.collect()),
             (event, channel) => conn
                 .prepare_cached(
                     "SELECT ml.execution_id
@@ -597,6 +612,31 @@ impl CheckpointBackend for SqliteBackend {
                 }),
         };
         ids.map_err(|e| self.db.error("listing executions", e))
+    }
+
+    async fn expired_waits(
+        &self,
+        now: f64,
+    ) -> Result<Option<Vec<(String, String)>>, PersistenceError> {
+        let conn = self.db.lock();
+        // Through the expression index on the deadline of waiting snapshots: only the waits
+        // with a timeout are read, never every parked execution.
+        conn.prepare_cached(
+            "SELECT mc.execution_id, mc.waiting_channel
+             FROM machine_checkpoints mc
+             JOIN machine_latest ml
+               ON ml.execution_id = mc.execution_id AND ml.latest_key = mc.checkpoint_key
+             WHERE mc.waiting_channel IS NOT NULL
+               AND json_extract(CAST(mc.snapshot_json AS TEXT),
+                                '$.context._wait_for_deadline.deadline') <= ?1
+             ORDER BY mc.execution_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map(Some)
+        .map_err(|e| self.db.error("listing expired waits", e))
     }
 
     async fn delete_execution(&self, execution_id: &str) -> Result<(), PersistenceError> {

@@ -131,27 +131,12 @@ impl Dispatcher {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let filter = ListFilter {
-            event: Some("waiting".into()),
-            ..ListFilter::default()
+        let expired = match self.checkpoints.expired_waits(now).await? {
+            Some(expired) => expired,
+            None => self.scan_expired(now).await?,
         };
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for id in self.checkpoints.list_execution_ids(&filter).await? {
-            let Some(latest) =
-                crate::persistence::snapshot::load_latest(self.checkpoints.as_ref(), &id).await?
-            else {
-                continue;
-            };
-            let deadline = latest
-                .snapshot
-                .context
-                .get("_wait_for_deadline")
-                .and_then(|d| d.get("deadline"))
-                .and_then(Value::as_f64);
-            if deadline.is_none_or(|d| d > now) {
-                continue;
-            }
-            let channel = latest.snapshot.waiting_channel.unwrap_or_default();
+        for (id, channel) in expired {
             let done = match &self.resumer {
                 None => true,
                 Some(r) => match r.resume(&id).await {
@@ -167,6 +152,33 @@ impl Dispatcher {
             };
             if done {
                 out.entry(channel).or_default().push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`CheckpointBackend::expired_waits`] for a backend that cannot answer it: every waiting
+    /// execution's latest snapshot is read.
+    async fn scan_expired(&self, now: f64) -> Result<Vec<(String, String)>, PersistenceError> {
+        let filter = ListFilter {
+            event: Some("waiting".into()),
+            ..ListFilter::default()
+        };
+        let mut out = Vec::new();
+        for id in self.checkpoints.list_execution_ids(&filter).await? {
+            let Some(latest) =
+                crate::persistence::snapshot::load_latest(self.checkpoints.as_ref(), &id).await?
+            else {
+                continue;
+            };
+            let deadline = latest
+                .snapshot
+                .context
+                .get("_wait_for_deadline")
+                .and_then(|d| d.get("deadline"))
+                .and_then(Value::as_f64);
+            if deadline.is_some_and(|d| d <= now) {
+                out.push((id, latest.snapshot.waiting_channel.unwrap_or_default()));
             }
         }
         Ok(out)

@@ -124,6 +124,26 @@ async fn schema_matches_the_reference() {
         squash(index_sql(&c, "idx_mc_waiting_channel")),
         "CREATE INDEX idx_mc_waiting_channel ON machine_checkpoints(waiting_channel) WHERE waiting_channel IS NOT NULL"
     );
+    // Who waits on a channel is found through that index, not a scan of the executions.
+    let plan: Vec<String> = c
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT mc.execution_id
+             FROM machine_checkpoints mc
+             JOIN machine_latest ml
+               ON ml.execution_id = mc.execution_id AND ml.latest_key = mc.checkpoint_key
+             WHERE mc.waiting_channel = 'c'
+             ORDER BY mc.execution_id",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("idx_mc_waiting_channel"))
+            && !plan.iter().any(|p| p.starts_with("SCAN")),
+        "{plan:?}"
+    );
     assert_eq!(
         squash(index_sql(&c, "idx_execution_leases_until")),
         "CREATE INDEX idx_execution_leases_until ON execution_leases(lease_until)"
