@@ -284,3 +284,77 @@ fn dispatch_resumes_a_wait_whose_timeout_has_passed() {
         json!({"status": "approved", "ticket": "X2", "by": null})
     );
 }
+
+#[test]
+fn a_listening_dispatcher_resumes_on_a_socket_trigger() {
+    let dir = TempDir::new();
+    dir.write("machine.yml", MACHINE);
+    park(&dir, "l1", "L1");
+    let socket = dir.join("trigger.sock");
+    let socket_arg = socket.display().to_string();
+    let mut listener = Command::new(BIN)
+        .args([
+            "dispatch",
+            "--listen",
+            "--db",
+            "flow.sqlite",
+            "--socket-path",
+            &socket_arg,
+        ])
+        .current_dir(dir.path())
+        .env("FLATAGENTS_LOG_LEVEL", "warning")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener never bound"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let sent = std::time::Instant::now();
+    ok(&cli(
+        dir.path(),
+        &[
+            "signal",
+            "send",
+            "approval/L1",
+            "--data",
+            r#"{"approved": true, "by": "lee"}"#,
+            "--db",
+            "flow.sqlite",
+            "--trigger",
+            "socket",
+            "--trigger-path",
+            &socket_arg,
+        ],
+    ));
+    // The listener resumes the run: poll (without resuming anything) until it no longer waits.
+    loop {
+        let (listing, _) = ok(&cli(dir.path(), &["signal", "list", "--db", "flow.sqlite"]));
+        if !listing.contains("l1  on") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listener did not resume the run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    eprintln!(
+        "signal send → run no longer waiting, seen by polling: {:.1} ms",
+        sent.elapsed().as_secs_f64() * 1000.0
+    );
+    listener.kill().unwrap();
+    listener.wait().unwrap();
+    let (stdout, _) = ok(&cli(
+        dir.path(),
+        &["run", "--resume-from", "l1", "--db", "flow.sqlite"],
+    ));
+    let finished = json_of(&stdout);
+    assert_eq!(
+        finished,
+        json!({"status": "approved", "ticket": "L1", "by": "lee"})
+    );
+}
