@@ -358,3 +358,115 @@ fn a_listening_dispatcher_resumes_on_a_socket_trigger() {
         json!({"status": "approved", "ticket": "L1", "by": "lee"})
     );
 }
+
+#[test]
+fn a_dispatcher_killed_during_a_resume_is_finished_by_the_next_once() {
+    use flatmachines_testkit::FakeLlm;
+    let dir = TempDir::new();
+    dir.write(
+        "shipper.yml",
+        r#"spec: flatagent
+spec_version: "2.6.0"
+data:
+  name: shipper
+  model: {provider: openai, name: shipper}
+  user: "Ship {{ input.ticket }}"
+"#,
+    );
+    dir.write(
+        "machine.yml",
+        MACHINE
+            .replace(
+                "        - condition: \"context.approved\"\n          to: done",
+                "        - condition: \"context.approved\"\n          to: ship",
+            )
+            .replace(
+                "    done:\n",
+                "    ship:\n      agent: shipper\n      input: {ticket: \"{{ context.ticket }}\"}\n      output_to_context: {shipped: output.content}\n      transitions: [{to: done}]\n    done:\n",
+            )
+            .replace(
+                "  states:\n",
+                "  agents: {shipper: ./shipper.yml}\n  states:\n",
+            )
+            .replace(
+                "output: {status: approved, ticket: context.ticket, by: context.by}",
+                "output: {status: approved, ticket: context.ticket, by: context.by, shipped: context.shipped}",
+            )
+            .as_str(),
+    );
+    park(&dir, "k1", "K1");
+    let db = ["--db", "flow.sqlite"];
+    ok(&cli(
+        dir.path(),
+        &[
+            &[
+                "signal",
+                "send",
+                "approval/K1",
+                "--data",
+                r#"{"approved": true, "by": "kim"}"#,
+            ][..],
+            &db,
+        ]
+        .concat(),
+    ));
+    // The first dispatcher's agent call hangs; it is killed while waiting for it.
+    let llm = FakeLlm::start(json!({"models": {"shipper": [
+        {"$content": "shipped (first try)", "$delay_ms": 30000},
+        "shipped"
+    ]}}))
+    .unwrap();
+    let mut first = Command::new(BIN)
+        .args([&["dispatch", "--once"][..], &db].concat())
+        .current_dir(dir.path())
+        .env("OPENAI_BASE_URL", llm.base_url())
+        .env("FLATAGENTS_LOG_LEVEL", "warning")
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while llm.log().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent was never called"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The run is no longer waiting: only the dispatcher's marker can find it again.
+    let (listing, _) = ok(&cli(dir.path(), &[&["signal", "list"][..], &db].concat()));
+    assert!(listing.contains("__flatmachines/resuming"), "{listing}");
+    assert!(!listing.contains("k1  on"), "{listing}");
+
+    let second = Command::new(BIN)
+        .args([&["dispatch", "--once"][..], &db].concat())
+        .current_dir(dir.path())
+        .env("OPENAI_BASE_URL", llm.base_url())
+        .env("FLATAGENTS_LOG_LEVEL", "warning")
+        .output()
+        .unwrap();
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let (stdout, _) = ok(&cli(
+        dir.path(),
+        &[&["run", "--resume-from", "k1"][..], &db].concat(),
+    ));
+    // The approval was not lost or taken twice; the agent call in flight ran again (the one
+    // at-least-once step), and the run finished.
+    assert_eq!(
+        json_of(&stdout),
+        json!({"status": "approved", "ticket": "K1", "by": "kim", "shipped": "shipped"})
+    );
+    assert_eq!(llm.log().len(), 2);
+    let (listing, _) = ok(&cli(dir.path(), &[&["signal", "list"][..], &db].concat()));
+    assert!(!listing.contains("__flatmachines/resuming"), "{listing}");
+    // A third dispatch has nothing left to do.
+    let (_, stderr) = ok(&cli(
+        dir.path(),
+        &[&["dispatch", "--once"][..], &db].concat(),
+    ));
+    assert!(stderr.contains("0 machine(s) resumed"), "{stderr}");
+}

@@ -227,3 +227,84 @@ async fn one_signal_wakes_every_waiter_of_its_channel() {
     // Both consumed a copy: nothing is left.
     assert!(rt.signals().channels().await.unwrap().is_empty());
 }
+
+/// A memory store that refuses `state_exit` snapshots: the run then stops right after its
+/// `wait_for` state took a signal, as a crash there would leave it.
+struct RefuseStateExit(Arc<MemoryBackend>);
+
+#[flatmachines::async_trait]
+impl flatmachines::persistence::CheckpointBackend for RefuseStateExit {
+    async fn save(
+        &self,
+        key: &str,
+        value: &[u8],
+    ) -> Result<(), flatmachines::persistence::PersistenceError> {
+        if key.ends_with("_state_exit.json") {
+            return Err(flatmachines::persistence::PersistenceError::InvalidKey(
+                format!("{key} (refused by the test)"),
+            ));
+        }
+        self.0.save(key, value).await
+    }
+    async fn load(
+        &self,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, flatmachines::persistence::PersistenceError> {
+        self.0.load(key).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), flatmachines::persistence::PersistenceError> {
+        self.0.delete(key).await
+    }
+    async fn list_execution_ids(
+        &self,
+        filter: &flatmachines::persistence::ListFilter,
+    ) -> Result<Vec<String>, flatmachines::persistence::PersistenceError> {
+        self.0.list_execution_ids(filter).await
+    }
+    async fn delete_execution(
+        &self,
+        id: &str,
+    ) -> Result<(), flatmachines::persistence::PersistenceError> {
+        self.0.delete_execution(id).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_stops_right_after_taking_a_signal_gets_it_back_on_resume() {
+    use flatmachines::signals::{MemorySignalBackend, SignalBackend};
+    let store = Arc::new(MemoryBackend::new());
+    let signals: Arc<MemorySignalBackend> = Arc::new(MemorySignalBackend::new());
+    let rt = |backend: Arc<dyn flatmachines::persistence::CheckpointBackend>| {
+        Runtime::builder()
+            .checkpoint_backend(backend)
+            .signal_backend(signals.clone())
+            .build()
+    };
+    let m = machine();
+    let opts = |resume: bool| RunOptions {
+        execution_id: Some("c-1".into()),
+        resume_from: resume.then(|| "c-1".to_string()),
+        ..RunOptions::default()
+    };
+    rt(store.clone())
+        .run_with(&m, json!({"ticket": "C1"}), opts(false))
+        .await
+        .unwrap();
+    signals
+        .send("approval/C1", json!({"approved": true}))
+        .await
+        .unwrap();
+    rt(Arc::new(RefuseStateExit(store.clone())))
+        .run_with(&m, json!({}), opts(true))
+        .await
+        .expect_err("the state_exit snapshot is refused");
+    // The signal is taken: no other consumer can have it...
+    assert!(signals.peek("approval/C1").await.unwrap().is_empty());
+    assert_eq!(signals.consume("approval/C1").await.unwrap(), None);
+    // ...and the run that took it gets it back.
+    let out = rt(store.clone())
+        .run_with(&m, json!({}), opts(true))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"status": "approved", "ticket": "C1"}));
+}

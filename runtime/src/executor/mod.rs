@@ -392,6 +392,10 @@ fn warn_uncaptured(input: &Value, context: &Value) {
 /// `{state, channel, deadline}` (seconds since the Unix epoch).
 pub(crate) const WAIT_DEADLINE: &str = "_wait_for_deadline";
 
+/// The context key where a `wait_for` state records the signal it is about to claim:
+/// `{id, channel}`.
+const WAIT_SIGNAL: &str = "_wait_for_signal";
+
 /// Sets `key` without allocating the key when it already exists.
 fn set_field(m: &mut Map<String, Value>, key: &str, value: Value) {
     match m.get_mut(key) {
@@ -598,10 +602,7 @@ impl Run<'_> {
         let backend = self
             .signal_backend()
             .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
-        let signal = backend
-            .consume(&channel)
-            .await
-            .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
+        let signal = self.take_signal(state, &channel, backend.as_ref()).await?;
         let Some(signal) = signal else {
             if let Some(seconds) = timeout {
                 self.wait_deadline(state, &channel, seconds)?;
@@ -623,6 +624,59 @@ impl Run<'_> {
         };
         self.apply_output_to_context(state, &seen)?;
         Ok(Some(signal.data))
+    }
+
+    /// The oldest signal of `channel`, taken exactly once: its id is checkpointed
+    /// (`context._wait_for_signal`) before it is claimed, so a run that dies right after the
+    /// claim gets the same signal back when it resumes, and no other consumer can have it.
+    async fn take_signal(
+        &mut self,
+        state: &StateDef,
+        channel: &str,
+        backend: &dyn crate::signals::SignalBackend,
+    ) -> Result<Option<crate::signals::Signal>, StateFailure> {
+        let failed = |e: &dyn std::fmt::Display| StateFailure::new("RuntimeError", e.to_string());
+        let recorded = self
+            .context
+            .get(WAIT_SIGNAL)
+            .filter(|c| c.get("channel").and_then(Value::as_str) == Some(channel))
+            .and_then(|c| c.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut signal = match recorded {
+            Some(id) => backend
+                .claim(&id, &self.execution_id)
+                .await
+                .map_err(|e| failed(&e))?,
+            None => None,
+        };
+        while signal.is_none() {
+            let oldest = backend.peek(channel).await.map_err(|e| failed(&e))?;
+            let Some(oldest) = oldest.into_iter().next() else {
+                break;
+            };
+            if let Some(ctx) = self.context.as_object_mut() {
+                ctx.insert(
+                    WAIT_SIGNAL.into(),
+                    json!({"id": oldest.id, "channel": channel}),
+                );
+            }
+            let idx = self
+                .state_index(state)
+                .expect("the state belongs to the machine");
+            self.checkpoint(Event::Execute, Some(idx), None)
+                .await
+                .map_err(|e| failed(&e))?;
+            // `None`: another consumer took it between the two calls; try the next one.
+            signal = backend
+                .claim(&oldest.id, &self.execution_id)
+                .await
+                .map_err(|e| failed(&e))?;
+        }
+        if let Some(ctx) = self.context.as_object_mut() {
+            ctx.remove(WAIT_SIGNAL);
+        }
+        Ok(signal)
     }
 
     /// A `wait_for` with a `timeout` that found no signal: the first time, records when the

@@ -8,6 +8,12 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Channels under this prefix belong to the dispatcher, not to machines.
+pub const RESERVED: &str = "__flatmachines/";
+
+/// The channel of the dispatcher's markers of resumes in progress.
+pub const RESUMING: &str = "__flatmachines/resuming";
+
 /// Continues a parked execution (`resume.py` of the reference). The resumed run consumes its
 /// signal from the backend itself.
 #[async_trait::async_trait]
@@ -87,20 +93,70 @@ impl Dispatcher {
         }
         let mut resumed = Vec::new();
         for id in waiters {
-            let Some(resumer) = &self.resumer else {
+            if self.resumer.is_none() {
                 tracing::info!("would resume execution {id} (waiting on `{channel}`)");
                 resumed.push(id);
                 continue;
-            };
-            match resumer.resume(&id).await {
-                Ok(out) => {
-                    tracing::info!("resumed execution {id} (waiting on `{channel}`): {out}");
-                    resumed.push(id);
-                }
-                Err(e) => tracing::error!("resuming execution {id} failed: {e}"),
+            }
+            if self.resume_marked(&id).await? {
+                tracing::info!("resumed execution {id} (waiting on `{channel}`)");
+                resumed.push(id);
             }
         }
         Ok(resumed)
+    }
+
+    /// Resumes `id` behind a marker signal on [`RESUMING`]: the marker is stored before the
+    /// resume and removed after it, so a dispatcher killed during a resume leaves it for the
+    /// next one ([`Dispatcher::recover`]). `false` when the resume failed.
+    async fn resume_marked(&self, id: &str) -> Result<bool, PersistenceError> {
+        let Some(resumer) = &self.resumer else {
+            return Ok(false);
+        };
+        let marker = self
+            .signals
+            .send(RESUMING, serde_json::json!({"execution_id": id}))
+            .await?;
+        let ok = match resumer.resume(id).await {
+            Ok(out) => {
+                tracing::debug!("execution {id}: {out}");
+                true
+            }
+            Err(e) => {
+                tracing::error!("resuming execution {id} failed: {e}");
+                false
+            }
+        };
+        self.signals.claim(&marker, "dispatcher").await?;
+        Ok(ok)
+    }
+
+    /// Finishes the resumes that a dispatcher killed part way left behind (their markers on
+    /// [`RESUMING`]): each execution is resumed again from its last checkpoint, under its lock,
+    /// so a run another dispatcher is still resuming is left to it. Returns the executions
+    /// resumed.
+    pub async fn recover(&self) -> Result<Vec<String>, PersistenceError> {
+        let Some(resumer) = &self.resumer else {
+            return Ok(Vec::new());
+        };
+        let mut recovered = Vec::new();
+        for marker in self.signals.peek(RESUMING).await? {
+            let Some(id) = marker.data.get("execution_id").and_then(Value::as_str) else {
+                self.signals.claim(&marker.id, "dispatcher").await?;
+                continue;
+            };
+            match resumer.resume(id).await {
+                Ok(out) => {
+                    tracing::info!("recovered the interrupted resume of execution {id}: {out}");
+                    recovered.push(id.to_string());
+                }
+                // Someone is resuming it right now: that resume removes its own marker.
+                Err(Error::Locked { .. }) => continue,
+                Err(e) => tracing::error!("recovering execution {id} failed: {e}"),
+            }
+            self.signals.claim(&marker.id, "dispatcher").await?;
+        }
+        Ok(recovered)
     }
 
     /// [`Dispatcher::dispatch`] again and again until a round resumes nobody or `max_signals`
@@ -187,7 +243,13 @@ impl Dispatcher {
     /// Every channel that has signals, each up to the number of signals it has now, then the
     /// waits whose timeout has passed; the channels where someone was resumed, with whom.
     pub async fn dispatch_all(&self) -> Result<BTreeMap<String, Vec<String>>, PersistenceError> {
+        let recovered = self.recover().await?;
         let mut out = self.dispatch_signals().await?;
+        if !recovered.is_empty() {
+            out.entry(RESUMING.to_string())
+                .or_default()
+                .extend(recovered);
+        }
         for (channel, ids) in self.dispatch_expired().await? {
             out.entry(channel).or_default().extend(ids);
         }
@@ -197,6 +259,9 @@ impl Dispatcher {
     async fn dispatch_signals(&self) -> Result<BTreeMap<String, Vec<String>>, PersistenceError> {
         let mut out = BTreeMap::new();
         for channel in self.signals.channels().await? {
+            if channel.starts_with(RESERVED) {
+                continue;
+            }
             let pending = self.signals.peek(&channel).await?.len().max(1);
             let resumed = self.dispatch_channel(&channel, Some(pending)).await?;
             if !resumed.is_empty() {

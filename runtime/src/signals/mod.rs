@@ -5,7 +5,7 @@
 mod dispatch;
 mod trigger;
 
-pub use dispatch::{Dispatcher, Resumer};
+pub use dispatch::{Dispatcher, RESERVED, RESUMING, Resumer};
 pub use trigger::{FileTrigger, NoOpTrigger, SocketTrigger, Trigger, send_and_notify};
 
 use crate::persistence::PersistenceError;
@@ -44,12 +44,19 @@ pub trait SignalBackend: Send + Sync {
     async fn peek(&self, channel: &str) -> Result<Vec<Signal>, PersistenceError>;
     /// The names of the channels that have signals, sorted.
     async fn channels(&self) -> Result<Vec<String>, PersistenceError>;
+    /// Removes signal `id` on behalf of `consumer` and returns it. Idempotent for its consumer:
+    /// a second claim by the same consumer returns the signal again (so a run that crashed
+    /// right after claiming gets it back on resume); a signal claimed by another consumer, or
+    /// unknown, gives `None`. This is how a `wait_for` state takes a signal exactly once.
+    async fn claim(&self, id: &str, consumer: &str) -> Result<Option<Signal>, PersistenceError>;
 }
 
 /// Signals in process memory: a FIFO per channel (a channel disappears when it empties).
 #[derive(Debug, Default)]
 pub struct MemorySignalBackend {
     channels: std::sync::Mutex<BTreeMap<String, VecDeque<Signal>>>,
+    /// Claimed signals by id, with their consumer.
+    claimed: std::sync::Mutex<std::collections::HashMap<String, (String, Signal)>>,
 }
 
 impl MemorySignalBackend {
@@ -104,6 +111,29 @@ impl SignalBackend for MemorySignalBackend {
     async fn channels(&self) -> Result<Vec<String>, PersistenceError> {
         Ok(self.lock().keys().cloned().collect())
     }
+
+    async fn claim(&self, id: &str, consumer: &str) -> Result<Option<Signal>, PersistenceError> {
+        let mut map = self.lock();
+        let mut claimed = self.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((by, signal)) = claimed.get(id) {
+            return Ok((by == consumer).then(|| signal.clone()));
+        }
+        let found = map.iter().find_map(|(channel, q)| {
+            q.iter()
+                .position(|s| s.id == id)
+                .map(|at| (channel.clone(), at))
+        });
+        let Some((channel, at)) = found else {
+            return Ok(None);
+        };
+        let queue = map.get_mut(&channel).expect("found above");
+        let signal = queue.remove(at).expect("found above");
+        if queue.is_empty() {
+            map.remove(&channel);
+        }
+        claimed.insert(id.to_string(), (consumer.to_string(), signal.clone()));
+        Ok(Some(signal))
+    }
 }
 
 #[cfg(test)]
@@ -123,5 +153,19 @@ mod tests {
         assert_eq!(b.consume("a").await.unwrap().unwrap().data, json!(3));
         assert_eq!(b.consume("a").await.unwrap(), None);
         assert_eq!(b.channels().await.unwrap(), ["b"]);
+    }
+
+    #[tokio::test]
+    async fn a_claim_is_exactly_once_and_idempotent_for_its_consumer() {
+        let b = MemorySignalBackend::new();
+        let id = b.send("c", json!({"ok": true})).await.unwrap();
+        assert_eq!(
+            b.claim(&id, "run-1").await.unwrap().unwrap().data,
+            json!({"ok": true})
+        );
+        assert!(b.peek("c").await.unwrap().is_empty());
+        assert!(b.claim(&id, "run-1").await.unwrap().is_some());
+        assert_eq!(b.claim(&id, "run-2").await.unwrap(), None);
+        assert_eq!(b.claim("nope", "run-1").await.unwrap(), None);
     }
 }

@@ -21,7 +21,7 @@
 use super::{Signal, SignalBackend};
 use crate::persistence::PersistenceError;
 use crate::persistence::sqlite::{absolute, connect};
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -35,6 +35,19 @@ CREATE TABLE IF NOT EXISTS signals (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idx_signals_channel ON signals (channel, created_at ASC);
+";
+
+/// Ours, beside the reference's table: who claimed which signal, so a claim is exactly once and
+/// a consumer that crashed after claiming gets its signal back.
+const CLAIMS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS signal_claims (
+    id TEXT PRIMARY KEY,
+    consumer TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    data_json TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    claimed_at TEXT NOT NULL
+);
 ";
 
 const INSERT: &str =
@@ -98,6 +111,7 @@ impl SqliteSignalBackend {
             conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
                 .map_err(|e| backend.error("setting wal_autocheckpoint", e))?;
             conn.execute_batch(SCHEMA)
+                .and_then(|()| conn.execute_batch(CLAIMS_SCHEMA))
                 .map_err(|e| backend.error("creating the signals table", e))?;
         }
         Ok(backend)
@@ -207,6 +221,69 @@ impl SignalBackend for SqliteSignalBackend {
                 .map_err(|e| self.error("peeking at signals", e))?
         };
         raws.into_iter().map(|r| self.signal(r)).collect()
+    }
+
+    async fn claim(&self, id: &str, consumer: &str) -> Result<Option<Signal>, PersistenceError> {
+        let fail = |e| self.error("claiming a signal", e);
+        let raw = {
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(fail)?;
+            let earlier: Option<(String, RawSignal)> = tx
+                .query_row(
+                    "SELECT consumer, id, channel, data_json, created_at FROM signal_claims \
+                     WHERE id = ?1",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            RawSignal {
+                                id: r.get(1)?,
+                                channel: r.get(2)?,
+                                data_json: r.get(3)?,
+                                created_at: r.get(4)?,
+                            },
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(fail)?;
+            let raw = match earlier {
+                Some((by, raw)) => (by == consumer).then_some(raw),
+                None => {
+                    let taken = tx
+                        .query_row(
+                            "DELETE FROM signals WHERE id = ?1 \
+                             RETURNING id, channel, data_json, created_at",
+                            [id],
+                            RawSignal::from_row,
+                        )
+                        .optional()
+                        .map_err(fail)?;
+                    if let Some(raw) = &taken {
+                        tx.execute(
+                            "INSERT INTO signal_claims \
+                             (id, consumer, channel, data_json, created_at, claimed_at) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            params![
+                                raw.id,
+                                consumer,
+                                raw.channel,
+                                raw.data_json,
+                                raw.created_at,
+                                crate::persistence::snapshot::utc_now_iso()
+                            ],
+                        )
+                        .map_err(fail)?;
+                    }
+                    taken
+                }
+            };
+            tx.commit().map_err(fail)?;
+            raw
+        };
+        raw.map(|r| self.signal(r)).transpose()
     }
 
     async fn channels(&self) -> Result<Vec<String>, PersistenceError> {
