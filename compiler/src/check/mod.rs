@@ -4,6 +4,8 @@ pub mod features;
 mod graph;
 mod signals;
 pub(crate) mod templates;
+#[cfg(test)]
+mod test_support;
 mod tools;
 
 use crate::diag::{Code, Diagnostic, Diagnostics};

@@ -205,7 +205,7 @@ fn check_count(field: &str, v: &Node, what: &str, diags: &mut Diagnostics) {
             return;
         }
         Value::Str(s) if rendered_at_run_time(s) => return,
-        Value::Str(s) => match py_int(s) {
+        Value::Str(s) => match crate::ir::pyfmt::parse_int(s) {
             Some(i) => i,
             None => {
                 diags.push(
@@ -249,7 +249,7 @@ fn check_amount(field: &str, v: &Node, what: &str, positive: bool, diags: &mut D
         Value::Int(i) => *i as f64,
         Value::Float(f) => *f,
         Value::Str(s) if rendered_at_run_time(s) => return,
-        Value::Str(s) => match py_float(s) {
+        Value::Str(s) => match crate::ir::pyfmt::parse_float(s) {
             Some(x) => x,
             None => {
                 diags.push(
@@ -295,39 +295,6 @@ fn check_amount(field: &str, v: &Node, what: &str, positive: bool, diags: &mut D
             .help(help),
         );
     }
-}
-
-/// Python's `int(s)` for a string: surrounding whitespace, a sign, digits with single `_`
-/// between them.
-fn py_int(s: &str) -> Option<i64> {
-    python_digits(s.trim())?.parse().ok()
-}
-
-/// Python's `float(s)` for a string (`inf`, `nan`, exponents and `_` between digits included).
-fn py_float(s: &str) -> Option<f64> {
-    let t = s.trim();
-    strip_separators(t)?.parse().ok()
-}
-
-/// `t` without the `_` digit separators Python allows, if every `_` sits between two digits.
-fn strip_separators(t: &str) -> Option<String> {
-    let chars: Vec<char> = t.chars().collect();
-    for (i, c) in chars.iter().enumerate() {
-        if *c == '_' {
-            let before = i > 0 && chars[i - 1].is_ascii_digit();
-            let after = chars.get(i + 1).is_some_and(char::is_ascii_digit);
-            if !(before && after) {
-                return None;
-            }
-        }
-    }
-    Some(t.replace('_', ""))
-}
-
-fn python_digits(t: &str) -> Option<String> {
-    let digits = strip_separators(t)?;
-    let body = digits.strip_prefix(['+', '-']).unwrap_or(&digits);
-    (!body.is_empty() && body.chars().all(|c| c.is_ascii_digit())).then_some(digits)
 }
 
 /// The tool names an agent declares in `data.tools` (`function.name` of each entry).
@@ -808,44 +775,8 @@ fn check_tool_filter(
 
 #[cfg(test)]
 mod tests {
-    use super::{py_float, py_int};
-    use crate::check::check_project;
+    use crate::check::test_support::check_files;
     use crate::diag::JsonDiagnostic;
-    use crate::load::{Input, LoadOptions, MemoryFs, load_with};
-    use std::path::Path;
-
-    /// Checks `/m/machine.yml` with the other files next to it; every diagnostic as
-    /// `CODE file:line:col`, and the diagnostics themselves.
-    fn check_files(files: &[(&str, &str)]) -> (Vec<String>, Vec<JsonDiagnostic>) {
-        let mut fs = MemoryFs::new();
-        for (name, text) in files {
-            fs = fs.file(format!("/m/{name}"), text.as_bytes().to_vec());
-        }
-        let project = load_with(
-            Input::File(Path::new("/m/machine.yml")),
-            &LoadOptions {
-                display_base: Some("/m".into()),
-            },
-            &fs,
-        );
-        let diags: Vec<JsonDiagnostic> = check_project(&project)
-            .iter()
-            .map(|d| d.to_json(&project.sources))
-            .collect();
-        let short = diags
-            .iter()
-            .map(|d| {
-                format!(
-                    "{} {}:{}:{}",
-                    d.code,
-                    d.file.as_deref().unwrap_or("-"),
-                    d.line.unwrap_or(0),
-                    d.column.unwrap_or(0)
-                )
-            })
-            .collect();
-        (short, diags)
-    }
 
     /// A machine whose initial state `start` (lines from 9 on, indented by 6) uses the agents
     /// given as lines of `agents:` (indented by 4, from line 6 on).
@@ -1075,22 +1006,6 @@ data:
                 "FM0107 machine.yml:13:5",
             ]
         );
-    }
-
-    #[test]
-    fn python_conversions() {
-        assert_eq!(py_int(" 42 "), Some(42));
-        assert_eq!(py_int("+1_000"), Some(1000));
-        assert_eq!(py_int("-3"), Some(-3));
-        assert_eq!(py_int("2.5"), None);
-        assert_eq!(py_int("1__0"), None);
-        assert_eq!(py_int("_1"), None);
-        assert_eq!(py_int(""), None);
-        assert_eq!(py_float("2.5"), Some(2.5));
-        assert_eq!(py_float(" 1e3 "), Some(1000.0));
-        assert_eq!(py_float("1_0.5"), Some(10.5));
-        assert_eq!(py_float("inf"), Some(f64::INFINITY));
-        assert_eq!(py_float("ten"), None);
     }
 
     #[test]
