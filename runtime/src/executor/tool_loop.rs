@@ -183,21 +183,8 @@ impl Run<'_> {
             pending = Some(progress.unanswered()).filter(|c| !c.is_empty());
             // The checkpoint was written before the loop looked at an abort or a conditional
             // transition; look now, so the rest of the batch runs only if it would have.
-            if pending.is_some() {
-                if self
-                    .context
-                    .get("_abort_tool_loop")
-                    .is_some_and(crate::py::truthy)
-                {
-                    set_field(self.context_mut(), "_tool_loop_stop", json!("aborted"));
-                    pending = None;
-                } else if let Some(next) = self.loop_exit(idx, state)? {
-                    let target = self.def.states[next].name.clone();
-                    let ctx = self.context_mut();
-                    set_field(ctx, "_tool_loop_stop", json!("transition"));
-                    set_field(ctx, "_tool_loop_next_state", json!(target));
-                    pending = None;
-                }
+            if pending.is_some() && self.stops_after_call(idx, state)? {
+                pending = None;
             }
             tracing::info!(
                 "state `{}`: resuming its tool loop after turn {} and {} tool calls",
@@ -491,23 +478,33 @@ impl Run<'_> {
                 .await
                 .map_err(|e| StateFailure::new("RuntimeError", e.to_string()))?;
             }
-            if self
-                .context
-                .get("_abort_tool_loop")
-                .is_some_and(crate::py::truthy)
-            {
-                set_field(self.context_mut(), "_tool_loop_stop", json!("aborted"));
-                break;
-            }
-            if let Some(next) = self.loop_exit(idx, state)? {
-                let target = self.def.states[next].name.clone();
-                let ctx = self.context_mut();
-                set_field(ctx, "_tool_loop_stop", json!("transition"));
-                set_field(ctx, "_tool_loop_next_state", json!(target));
+            if self.stops_after_call(idx, state)? {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// What the loop checks after each tool call: an abort from the hooks, then the first
+    /// conditional transition that holds. Either one records the stop reason (and the target)
+    /// in the context and returns `true`.
+    fn stops_after_call(&mut self, idx: usize, state: &StateDef) -> Result<bool, StateFailure> {
+        if self
+            .context
+            .get("_abort_tool_loop")
+            .is_some_and(crate::py::truthy)
+        {
+            set_field(self.context_mut(), "_tool_loop_stop", json!("aborted"));
+            return Ok(true);
+        }
+        let Some(next) = self.loop_exit(idx, state)? else {
+            return Ok(false);
+        };
+        let target = self.def.states[next].name.clone();
+        let ctx = self.context_mut();
+        set_field(ctx, "_tool_loop_stop", json!("transition"));
+        set_field(ctx, "_tool_loop_next_state", json!(target));
+        Ok(true)
     }
 
     /// The first conditional transition of `state` that holds, as a tool loop checks them.
@@ -561,7 +558,7 @@ impl Run<'_> {
                 .as_i64()
                 .unwrap_or_else(|| n.as_f64().unwrap_or(0.0) as i64)),
             Value::Bool(b) => Ok(i64::from(b)),
-            Value::String(s) => py_int(&s).ok_or_else(|| {
+            Value::String(s) => flatmachines_ir::pyfmt::parse_int(&s).ok_or_else(|| {
                 StateFailure::new(
                     "ValueError",
                     format!(
@@ -584,7 +581,7 @@ impl Run<'_> {
         match self.guard_value(g)? {
             Value::Number(n) => Ok(n.as_f64().unwrap_or(0.0)),
             Value::Bool(b) => Ok(if b { 1.0 } else { 0.0 }),
-            Value::String(s) => py_float(&s).ok_or_else(|| {
+            Value::String(s) => flatmachines_ir::pyfmt::parse_float(&s).ok_or_else(|| {
                 StateFailure::new(
                     "ValueError",
                     format!(
@@ -828,47 +825,6 @@ fn loop_cost_of(r: &AgentResult) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Python's `int(text)`: surrounding whitespace, a sign, digits with single underscores.
-fn py_int(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.chars().all(|c| c.is_ascii_digit() || c == '_')
-    {
-        return None;
-    }
-    let n: i64 = digits.replace('_', "").parse().ok()?;
-    Some(if neg { -n } else { n })
-}
-
-/// Python's `float(text)`, including `inf` and `nan` spellings.
-fn py_float(text: &str) -> Option<f64> {
-    let t = text.trim();
-    let lower = t.to_ascii_lowercase();
-    let body = lower.trim_start_matches(['+', '-']);
-    if matches!(body, "inf" | "infinity" | "nan") {
-        return lower.parse::<f64>().ok().or_else(|| {
-            let v = if body == "nan" {
-                f64::NAN
-            } else {
-                f64::INFINITY
-            };
-            Some(if lower.starts_with('-') { -v } else { v })
-        });
-    }
-    if t.is_empty() || t.contains("__") {
-        return None;
-    }
-    t.replace('_', "").parse::<f64>().ok()
-}
-
 #[cfg(feature = "loader")]
 fn read_agent_file(path: &std::path::Path) -> Option<Value> {
     crate::yaml::yaml_to_json(&std::fs::read_to_string(path).ok()?)
@@ -891,18 +847,6 @@ mod tests {
         assert!(!entry_matches("web:*", "read", Some("files:read")));
         assert!(!entry_matches("files:read", "read", None));
         assert!(!entry_matches("*", "read", Some("files:read")));
-    }
-
-    #[test]
-    fn python_number_conversions() {
-        assert_eq!(py_int(" 12 "), Some(12));
-        assert_eq!(py_int("-1_000"), Some(-1000));
-        assert_eq!(py_int("1.5"), None);
-        assert_eq!(py_int("_1"), None);
-        assert_eq!(py_float("2.5"), Some(2.5));
-        assert_eq!(py_float(" 1e3 "), Some(1000.0));
-        assert!(py_float("inf").unwrap().is_infinite());
-        assert_eq!(py_float("x"), None);
     }
 
     #[test]
