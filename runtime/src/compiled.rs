@@ -72,17 +72,24 @@ where
     O: DeserializeOwned,
 {
     let machine = machine?;
-    let conversion = |message: String| Error::Conversion {
-        machine: machine.name().to_string(),
-        message,
-    };
-    let input = serde_json::to_value(&input)
-        .map_err(|e| conversion(format!("the input does not serialize: {e}")))?;
+    let input = typed_input(&machine, &input)?;
     let output = rt.run(&machine, input).await?;
-    O::deserialize(&output).map_err(|e| {
-        conversion(format!(
-            "the output does not fit `Output`: {e}; output: {output}"
-        ))
+    typed_output(&machine, &output)
+}
+
+/// A typed input as the JSON a run takes.
+fn typed_input<I: Serialize>(machine: &Machine, input: &I) -> Result<Value, Error> {
+    serde_json::to_value(input).map_err(|e| Error::Conversion {
+        machine: machine.name().to_string(),
+        message: format!("the input does not serialize: {e}"),
+    })
+}
+
+/// A run's output as the machine's typed `Output`.
+fn typed_output<O: DeserializeOwned>(machine: &Machine, output: &Value) -> Result<O, Error> {
+    O::deserialize(output).map_err(|e| Error::Conversion {
+        machine: machine.name().to_string(),
+        message: format!("the output does not fit `Output`: {e}; output: {output}"),
     })
 }
 
@@ -103,22 +110,13 @@ where
     O: DeserializeOwned,
 {
     let machine = machine?;
-    let conversion = |message: String| Error::Conversion {
-        machine: machine.name().to_string(),
-        message,
-    };
-    let input = serde_json::to_value(&input)
-        .map_err(|e| conversion(format!("the input does not serialize: {e}")))?;
+    let input = typed_input(&machine, &input)?;
     let options = crate::RunOptions {
         resume_from,
         ..crate::RunOptions::default()
     };
     match rt.run_outcome(&machine, input, options).await? {
-        Outcome::Finished(output) => O::deserialize(&output).map(Outcome::Finished).map_err(|e| {
-            conversion(format!(
-                "the output does not fit `Output`: {e}; output: {output}"
-            ))
-        }),
+        Outcome::Finished(output) => typed_output(&machine, &output).map(Outcome::Finished),
         Outcome::Waiting {
             execution_id,
             channel,
