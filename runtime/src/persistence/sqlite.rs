@@ -92,7 +92,7 @@ fn resolve_db_path_from(
     absolute(Path::new(chosen))
 }
 
-pub(crate) fn absolute(path: &Path) -> Result<PathBuf, PersistenceError> {
+fn absolute(path: &Path) -> Result<PathBuf, PersistenceError> {
     std::path::absolute(path).map_err(|source| PersistenceError::Io {
         path: path.to_path_buf(),
         source,
@@ -184,7 +184,31 @@ const INLINE_CHECKPOINT_PAGES: i64 = 10_000;
 
 /// Opens a connection with the settings of the module docs (also used by the SQLite signal
 /// backend, so every connection to a shared file runs the same settings and VFS).
-pub(crate) fn connect(path: &Path) -> Result<Connection, PersistenceError> {
+/// A connection to the database at `path` (made absolute, its folder created) with the
+/// settings of [`connect`], after running `schema`. Returns the absolute path too.
+pub(crate) fn open_connection(
+    path: &Path,
+    schema: &[&str],
+) -> Result<(PathBuf, Connection), PersistenceError> {
+    let path = absolute(path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| PersistenceError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let conn = connect(&path)?;
+    for sql in schema {
+        conn.execute_batch(sql)
+            .map_err(|e| PersistenceError::Database {
+                path: path.clone(),
+                message: format!("creating tables: {e}"),
+            })?;
+    }
+    Ok((path, conn))
+}
+
+fn connect(path: &Path) -> Result<Connection, PersistenceError> {
     let fail = |what: &str, e: rusqlite::Error| PersistenceError::Database {
         path: path.to_path_buf(),
         message: format!("{what}: {e}"),
@@ -230,21 +254,7 @@ impl Db {
     }
 
     fn open(path: &Path, schema: &[&str]) -> Result<Db, PersistenceError> {
-        let path = absolute(path)?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| PersistenceError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = connect(&path)?;
-        for sql in schema {
-            conn.execute_batch(sql)
-                .map_err(|e| PersistenceError::Database {
-                    path: path.clone(),
-                    message: format!("creating tables: {e}"),
-                })?;
-        }
+        let (path, conn) = open_connection(path, schema)?;
         Ok(Db {
             checkpointer: Arc::new(Checkpointer {
                 path: path.clone(),

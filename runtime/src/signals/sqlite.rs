@@ -20,7 +20,7 @@
 
 use super::{Signal, SignalBackend};
 use crate::persistence::PersistenceError;
-use crate::persistence::sqlite::{absolute, connect};
+use crate::persistence::sqlite::open_connection;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -94,26 +94,15 @@ impl SqliteSignalBackend {
     /// made absolute and missing parent directories are created. The file may also hold the
     /// checkpoint tables.
     pub fn open(db_path: impl AsRef<Path>) -> Result<Self, PersistenceError> {
-        let path = absolute(db_path.as_ref())?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| PersistenceError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let conn = connect(&path)?;
+        let (path, conn) = open_connection(db_path.as_ref(), &[SCHEMA, CLAIMS_SCHEMA])?;
         let backend = SqliteSignalBackend {
             path,
             conn: Mutex::new(conn),
         };
-        {
-            let conn = backend.lock();
-            conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
-                .map_err(|e| backend.error("setting wal_autocheckpoint", e))?;
-            conn.execute_batch(SCHEMA)
-                .and_then(|()| conn.execute_batch(CLAIMS_SCHEMA))
-                .map_err(|e| backend.error("creating the signals table", e))?;
-        }
+        backend
+            .lock()
+            .pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
+            .map_err(|e| backend.error("setting wal_autocheckpoint", e))?;
         Ok(backend)
     }
 
