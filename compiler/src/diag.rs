@@ -61,6 +61,11 @@ codes! {
     MachineCycle = "FM0009", Error, "child machines reference each other in a cycle";
     /// A required field is missing.
     MissingField = "FM0010", Error, "a required field is missing";
+    /// A file is larger, nests deeper or expands its aliases to more nodes than the front end
+    /// accepts (limits no real machine reaches; they bound the time and memory of a check).
+    LimitExceeded = "FM0011", Error, "a file exceeds a limit of the compiler: size, nesting depth or alias expansion";
+    /// A file is not YAML text (invalid UTF-8 or a control character): its text is not quoted.
+    NotYamlText = "FM0012", Error, "a file is not YAML text: invalid UTF-8 or a control character";
     /// The `states` map is missing or empty.
     NoStates = "FM0101", Error, "the machine has no states";
     /// A transition names a state that does not exist.
@@ -153,6 +158,9 @@ codes! {
     /// A machine with a `wait_for` state writes no `waiting` checkpoint (persistence disabled, or
     /// `checkpoint_on` without `waiting`): a parked run can never be found and resumed.
     UnfindableWait = "FM0410", Error, "a `wait_for` state parks runs that can never be found again: persistence is disabled or `checkpoint_on` lacks `waiting`";
+    /// A number of seconds (a timeout, a backoff) that no run can wait: negative, not a number,
+    /// infinite, or longer than a year.
+    InvalidDuration = "FM0411", Error, "a duration is negative, not a number, infinite or longer than a year";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.
