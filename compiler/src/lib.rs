@@ -10,6 +10,7 @@
 pub mod check;
 pub mod diag;
 pub mod expr;
+pub mod lenient;
 pub mod load;
 pub mod lower;
 pub mod model;
@@ -45,6 +46,18 @@ impl Checked {
     /// The diagnostics rendered as rustc-style text.
     pub fn render(&self) -> String {
         diag::render_all(&self.diagnostics, &self.project.sources)
+    }
+
+    /// Whether the machine can run with errors allowed (`flatmachines run --allow-errors`):
+    /// it loaded, and each of its errors has a run-time behaviour in the reference
+    /// ([`lenient::runs_despite`]).
+    pub fn runs_despite_errors(&self) -> bool {
+        self.project.root().is_some() && lenient::blocking(&self.diagnostics).next().is_none()
+    }
+
+    /// The diagnostics rendered with the errors a run can get past shown as warnings.
+    pub fn render_demoted(&self) -> String {
+        diag::render_all(&lenient::demoted(&self.diagnostics), &self.project.sources)
     }
 
     /// The diagnostics as JSON objects.

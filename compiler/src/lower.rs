@@ -70,17 +70,19 @@ fn lower_machine(
         Some("cel") => ir::Engine::Cel,
         _ => ir::Engine::Simple,
     };
-    let index: HashMap<&str, u32> = data
+    let mut index: HashMap<&str, u32> = data
         .states
         .iter()
         .enumerate()
         .map(|(i, s)| (s.name.value.as_str(), i as u32))
         .collect();
+    let phantoms = unknown_targets(&data.states, &mut index);
     let mut conditions = Conditions::default();
-    let states = data
+    let states: Vec<ir::StateIr> = data
         .states
         .iter()
         .map(|s| lower_state(s, &index, &mut conditions))
+        .chain(phantoms.into_iter().map(empty_state))
         .collect();
     let initial = data
         .states
@@ -121,7 +123,7 @@ fn lower_machine(
         settings: Json::from_value(&settings),
         limits,
         hooks: data.hooks.as_ref().map(json),
-        states,
+        states: states.into(),
         initial,
         conditions: conditions.texts.into(),
         agents: lower_agents(project, m, profile_index),
@@ -129,6 +131,56 @@ fn lower_machine(
         persistence: lower_persistence(project, m),
         machines: lower_children(m),
         document: text(m.doc.root.to_json().to_string()),
+    }
+}
+
+/// Transition and `on_error` targets that name no state, in YAML order, each added to
+/// `index` after the real states. The checks refuse them (`FM0102`, `FM0103`); a run with
+/// errors allowed enters them as the reference does: as an empty state (`lenient`).
+fn unknown_targets<'a>(states: &'a [State], index: &mut HashMap<&'a str, u32>) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    for s in states {
+        let transitions = s
+            .transitions
+            .iter()
+            .filter_map(|t| t.to.as_ref().map(|to| to.value.as_str()));
+        let on_error: Vec<&str> = match &s.on_error {
+            None => Vec::new(),
+            Some(OnError::State(t)) => vec![t.value.as_str()],
+            Some(OnError::Map(m)) => m.iter().map(|(_, t)| t.value.as_str()).collect(),
+        };
+        for name in transitions.chain(on_error) {
+            if !name.is_empty() && !index.contains_key(name) {
+                index.insert(name, (states.len() + names.len()) as u32);
+                names.push(name);
+            }
+        }
+    }
+    names
+}
+
+/// A state with nothing to do and no way out: what the reference runs for a name that is
+/// not in `states`.
+fn empty_state(name: &str) -> ir::StateIr {
+    ir::StateIr {
+        name: text(name),
+        is_final: false,
+        agent: None,
+        execution: ir::Execution::Default,
+        tool_loop: None,
+        loop_exits: List::default(),
+        input: None,
+        output_to_context: List::default(),
+        output: None,
+        transitions: List::default(),
+        on_error: None,
+        action: None,
+        wait_for: None,
+        call: None,
+        mode: ir::Mode::default(),
+        timeout: None,
+        launch: List::default(),
+        launch_input: None,
     }
 }
 
@@ -565,6 +617,33 @@ fn lower_tool_loop(node: &Node) -> Option<ir::ToolLoop> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn unknown_targets_become_empty_states_after_the_real_ones() {
+        let yaml = "spec: flatmachine\ndata:\n  name: m\n  states:\n    a:\n      type: initial\n      on_error: {KeyError: gone, default: b}\n      transitions: [{condition: context.x, to: nowhere}, {to: b}]\n    b: {type: final, transitions: [{to: nowhere}]}\n";
+        let checked = crate::check_input(
+            crate::load::Input::Inline {
+                text: yaml.into(),
+                path: Path::new("m.yml"),
+                origin: (1, 1),
+            },
+            &crate::load::LoadOptions::default(),
+        );
+        assert!(checked.runs_despite_errors());
+        let bundle = lower(&checked.project);
+        let m = &bundle.machines[0];
+        let names: Vec<&str> = m.states.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["a", "b", "nowhere", "gone"]);
+        assert_eq!(m.states[0].transitions[0].target, 2);
+        assert_eq!(
+            m.states[0].on_error,
+            Some(ir::OnError::Map(
+                vec![(text("KeyError"), 3), (text("default"), 1)].into()
+            ))
+        );
+        let empty = &m.states[2];
+        assert!(empty.transitions.is_empty() && empty.agent.is_none() && !empty.is_final);
+    }
 
     #[test]
     fn config_text_reads_back_as_yaml_floats() {

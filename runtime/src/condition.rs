@@ -68,6 +68,9 @@ pub enum Condition {
     /// A compiled CEL program.
     #[cfg(feature = "cel")]
     Cel(CelCondition),
+    /// A condition that did not compile, kept for a machine run with errors allowed: every
+    /// evaluation fails with the compile error, when the reference would raise it.
+    Invalid(ConditionError),
 }
 
 impl Condition {
@@ -124,6 +127,7 @@ impl Condition {
             Condition::Native(native) => native.evaluate(context),
             #[cfg(feature = "cel")]
             Condition::Cel(program) => program.evaluate(context),
+            Condition::Invalid(e) => Err(e.clone()),
         }
     }
 

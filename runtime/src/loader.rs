@@ -36,6 +36,21 @@ pub(crate) fn from_file(path: &Path) -> Result<Machine, Error> {
     checked(Input::File(path), &options, &path.display().to_string())
 }
 
+/// See [`Machine::from_file_allowing_errors`].
+pub(crate) fn from_file_allowing_errors(path: &Path) -> Result<(Machine, String), Error> {
+    let options = LoadOptions {
+        display_base: std::env::current_dir().ok(),
+    };
+    let label = path.display().to_string();
+    let checked = flatmachines_compiler::check_input(Input::File(path), &options);
+    if !checked.runs_despite_errors() {
+        return Err(invalid(&label, &checked));
+    }
+    let machine =
+        Machine::from_bundle_lenient(&flatmachines_compiler::lower::lower(&checked.project))?;
+    Ok((machine, checked.render_demoted()))
+}
+
 /// See [`Machine::from_yaml`].
 pub(crate) fn from_yaml(text: &str, dir: &Path) -> Result<Machine, Error> {
     let path = dir.join("machine.yml");

@@ -121,6 +121,24 @@ impl Machine {
         crate::loader::from_file(path.as_ref())
     }
 
+    /// Loads a machine file that may have errors, as the Python reference would run it
+    /// (feature `loader`; `flatmachines run --allow-errors`). Errors that have a run-time
+    /// behaviour in the reference are kept for run time and behave as there (an unknown agent
+    /// fails its state with `ValueError: Unknown agent: <name>`, which `on_error` can catch;
+    /// an unknown transition target is entered as an empty state that ends the run; see
+    /// `flatmachines_compiler::lenient`). Returns the machine and the diagnostics rendered
+    /// with those errors shown as warnings, for printing before the run.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] when the machine has an error no run can get past (a file that is
+    /// not YAML, no states, two initial states, …).
+    #[cfg(feature = "loader")]
+    pub fn from_file_allowing_errors(
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(Machine, String), Error> {
+        crate::loader::from_file_allowing_errors(path.as_ref())
+    }
+
     /// Loads and checks machine YAML given as text (feature `loader`); references resolve
     /// against `dir`.
     ///
@@ -151,6 +169,20 @@ impl Machine {
         Machine::from_bundle_inheriting(bundle, compiled, None)
     }
 
+    /// [`Machine::from_bundle`] for a machine run with errors allowed: a condition that does
+    /// not compile fails when it is evaluated instead of refusing the machine (`lenient`).
+    #[cfg(feature = "loader")]
+    pub(crate) fn from_bundle_lenient(bundle: &ir::Bundle) -> Result<Machine, Error> {
+        Builder {
+            bundle,
+            compiled: None,
+            memo: HashMap::new(),
+            stack: Vec::new(),
+            lenient: true,
+        }
+        .build(0, None, None)
+    }
+
     /// [`Machine::from_bundle`] for a child loaded at run time, which falls back to its
     /// parent's profiles when it has none of its own.
     pub(crate) fn from_bundle_inheriting(
@@ -163,6 +195,7 @@ impl Machine {
             compiled,
             memo: HashMap::new(),
             stack: Vec::new(),
+            lenient: false,
         }
         .build(0, None, profiles)
     }
@@ -177,6 +210,8 @@ struct Builder<'b> {
     /// Machines being built; a reference back into one of them is left to run time (the
     /// checks report such cycles, so only machines built despite errors get here).
     stack: Vec<usize>,
+    /// Keep conditions that do not compile, failing at evaluation (`--allow-errors`).
+    lenient: bool,
 }
 
 impl Builder<'_> {
@@ -192,7 +227,7 @@ impl Builder<'_> {
             Error::invalid("<unknown>", "FM0003", "the machine could not be loaded")
         })?;
         let next = self.compiled.and_then(|fns| fns.get(idx).copied());
-        let mut def = instantiate(self.bundle, m, next)?;
+        let mut def = instantiate(self.bundle, m, next, self.lenient)?;
         let effective = m.profiles.or(inherited);
         if def.profiles.is_none() {
             def.profiles = inherited_value.cloned();
@@ -244,6 +279,7 @@ fn instantiate(
     bundle: &ir::Bundle,
     m: &ir::MachineIr,
     next: Option<NextFn>,
+    lenient: bool,
 ) -> Result<MachineDef, Error> {
     let engine = m.engine;
     // A compiled machine's generated function decides; only interpreted ones parse their
@@ -253,8 +289,9 @@ fn instantiate(
     } else {
         m.conditions
             .iter()
-            .map(|src| {
-                Condition::compile(src, engine).map_err(|e| {
+            .map(|src| match Condition::compile(src, engine) {
+                Err(e) if lenient => Ok(Condition::Invalid(e)),
+                compiled => compiled.map_err(|e| {
                     // The code the compiler gives the same defect.
                     let code = match engine {
                         Engine::Cel => "FM0303",

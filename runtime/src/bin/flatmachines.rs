@@ -61,6 +61,12 @@ enum Command {
         /// machine is loaded until it returns, as the benchmark rules of `shared/bench` time it.
         #[arg(long)]
         timing: bool,
+        /// Run a machine that has compile-time errors, as the Python reference would: each
+        /// error that has a run-time behaviour there is printed as a warning and happens when
+        /// the run reaches it (an unknown agent fails its state with `ValueError`, which
+        /// `on_error` can catch). Errors no run can get past are still refused.
+        #[arg(long)]
+        allow_errors: bool,
     },
     /// Send or list signals for parked `wait_for` states.
     Signal {
@@ -173,6 +179,7 @@ fn main() -> ExitCode {
             resume_from,
             db,
             timing,
+            allow_errors,
         } => run(RunArgs {
             config,
             input,
@@ -182,6 +189,7 @@ fn main() -> ExitCode {
             resume_from,
             db,
             timing,
+            allow_errors,
         }),
     }
 }
@@ -221,11 +229,20 @@ struct RunArgs {
     resume_from: Option<String>,
     db: Option<PathBuf>,
     timing: bool,
+    allow_errors: bool,
 }
 
 /// Loads and checks a machine file; the error is what to print.
-fn load_machine(config: &Path) -> Result<Machine, String> {
-    match Machine::from_file(config) {
+fn load_machine(config: &Path, allow_errors: bool) -> Result<Machine, String> {
+    let loaded = if allow_errors {
+        Machine::from_file_allowing_errors(config).map(|(machine, warnings)| {
+            eprint!("{warnings}");
+            machine
+        })
+    } else {
+        Machine::from_file(config)
+    };
+    match loaded {
         Ok(m) => Ok(m),
         Err(flatmachines::Error::Invalid { rendered, .. }) => {
             eprint!("{rendered}");
@@ -323,7 +340,7 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
         None => None,
     };
     let machine = match (&args.config, &sqlite, &args.resume_from) {
-        (Some(config), _, _) => load_machine(config)?,
+        (Some(config), _, _) => load_machine(config, args.allow_errors)?,
         (None, Some((backend, _)), Some(id)) => tokio.block_on(machine_from_store(backend, id))?,
         // clap requires --config unless --resume-from is given.
         _ => return Err("--config is required".into()),
