@@ -257,7 +257,10 @@ fn parse_server(name: &str, spec: &Value, base_dir: &Path) -> Result<ServerConfi
     let timeout = match field("timeout") {
         None => None,
         Some(v) => match v.as_f64() {
-            Some(s) if s > 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+            // Past `Duration`'s range (1e30 s) means no limit, rather than a panic.
+            Some(s) if s > 0.0 && s.is_finite() => {
+                Some(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
+            }
             _ => {
                 return Err(McpError::new(
                     name,
@@ -1016,6 +1019,24 @@ mod tests {
             e.to_string(),
             "MCP server 's': `${FLATMACHINES_SURELY_UNSET_VAR}` names an environment variable that is not set"
         );
+    }
+
+    #[test]
+    fn a_timeout_beyond_durations_range_means_no_limit() {
+        let c = parse_server(
+            "x",
+            &json!({"command": "a", "timeout": 1e30}),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.timeout, Some(Duration::MAX));
+        let c = parse_server(
+            "x",
+            &json!({"command": "a", "timeout": 2.5}),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.timeout, Some(Duration::from_millis(2500)));
     }
 
     #[test]
