@@ -426,7 +426,9 @@ impl Run<'_> {
         if cfg!(debug_assertions) {
             // The copy must be what encoding would give, times aside.
             let mut fresh = Vec::new();
-            let v = self.write_snapshot(event, state, None, Extras::default(), &mut fresh);
+            let v = self
+                .write_snapshot(event, state, None, Extras::default(), &mut fresh)
+                .unwrap_or_default();
             let copy = &self.persist.buf[end..];
             let offset = new_varying.start - end;
             assert_eq!(fresh[..v.start], copy[..offset], "copied snapshot prefix");
@@ -541,6 +543,12 @@ impl Run<'_> {
         let waiting_channel = extras.waiting_channel;
         let varying = self.write_snapshot(event, state, output, extras, &mut buf);
         self.persist.buf = buf;
+        // A snapshot too deep to be read back is not written (`MAX_SNAPSHOT_DEPTH`).
+        let varying = varying.map_err(|source| Error::Persistence {
+            machine: def.name.clone(),
+            execution_id: self.execution_id.clone(),
+            source,
+        })?;
         self.push_pending(event, state, waiting_channel, varying);
         Ok(())
     }
@@ -574,7 +582,7 @@ impl Run<'_> {
     }
 
     /// Encodes the snapshot for `event` into `out`; returns what [`SnapshotView::write`]
-    /// does.
+    /// does, or, writing nothing, why the snapshot could not be read back.
     fn write_snapshot(
         &self,
         event: Event,
@@ -582,7 +590,7 @@ impl Run<'_> {
         output: Option<&Value>,
         extras: Extras<'_>,
         out: &mut Vec<u8>,
-    ) -> Range<usize> {
+    ) -> Result<Range<usize>, PersistenceError> {
         let def = self.def;
         let current_state = current_state_name(def, event, state);
         let pending: Option<Vec<Value>> = if self.pending_launches.is_empty() {
@@ -595,7 +603,7 @@ impl Run<'_> {
                     .collect(),
             )
         };
-        SnapshotView {
+        let view = SnapshotView {
             execution_id: &self.execution_id,
             machine_name: &def.name,
             spec_version: &def.spec_version,
@@ -612,8 +620,9 @@ impl Run<'_> {
             waiting_channel: extras.waiting_channel,
             tool_loop_state: extras.tool_loop_state,
             config_hash: self.persist.config_hash.as_deref(),
-        }
-        .write(out)
+        };
+        view.check_depth()?;
+        Ok(view.write(out))
     }
 }
 

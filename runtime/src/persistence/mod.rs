@@ -5,8 +5,9 @@
 
 use async_trait::async_trait;
 
+mod deep_json;
 pub(crate) mod snapshot;
-pub use snapshot::{MachineSnapshot, SnapshotError};
+pub use snapshot::{MAX_SNAPSHOT_DEPTH, MachineSnapshot, SnapshotError};
 
 mod config_store;
 #[cfg(test)]
@@ -63,6 +64,22 @@ pub enum PersistenceError {
         path: PathBuf,
         /// The driver's message.
         message: String,
+    },
+    /// A checkpoint would nest arrays and objects deeper than
+    /// [`MAX_SNAPSHOT_DEPTH`](snapshot::MAX_SNAPSHOT_DEPTH) levels, which could not be read
+    /// back: it is not written, and the run fails rather than leave a checkpoint that cannot
+    /// resume.
+    #[error(
+        "state `{state}`: the {field} nests arrays and objects deeper than the {limit} levels \
+         a checkpoint may hold"
+    )]
+    TooDeep {
+        /// The snapshot's `current_state`.
+        state: String,
+        /// The snapshot field that is too deep (`context`, `output`, …).
+        field: &'static str,
+        /// The limit.
+        limit: usize,
     },
     /// The YAML names a backend this build of flatmachines leaves out.
     #[error("{what} needs flatmachines' `{feature}` feature")]

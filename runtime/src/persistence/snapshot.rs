@@ -81,6 +81,12 @@ pub enum SnapshotError {
     /// The JSON is not an object.
     #[error("a snapshot must be a JSON object")]
     NotAnObject,
+    /// Arrays and objects nest deeper than [`MAX_SNAPSHOT_DEPTH`].
+    #[error("arrays and objects nest deeper than {limit} levels, the most a snapshot may hold")]
+    TooDeep {
+        /// The limit ([`MAX_SNAPSHOT_DEPTH`]).
+        limit: usize,
+    },
     /// A required key is absent.
     #[error("missing required key `{0}`")]
     Missing(&'static str),
@@ -133,20 +139,7 @@ impl MachineSnapshot {
     pub fn from_json(bytes: &[u8]) -> Result<MachineSnapshot, SnapshotError> {
         let value: Value = match serde_json::from_slice(bytes) {
             Ok(v) => v,
-            Err(first) => {
-                std::str::from_utf8(bytes)
-                    .map_err(|e| SnapshotError::Json(format!("not UTF-8: {e}")))?;
-                match super::meta::without_non_finite(bytes) {
-                    Cow::Owned(fixed) => {
-                        tracing::warn!(
-                            "snapshot holds NaN/Infinity numbers; they are restored as null"
-                        );
-                        serde_json::from_slice(&fixed)
-                            .map_err(|_| SnapshotError::Json(first.to_string()))?
-                    }
-                    Cow::Borrowed(_) => return Err(SnapshotError::Json(first.to_string())),
-                }
-            }
+            Err(first) => decode_slowly(bytes, first)?,
         };
         let Value::Object(mut m) = value else {
             return Err(SnapshotError::NotAnObject);
@@ -214,6 +207,50 @@ impl MachineSnapshot {
             self.step,
             self.event.as_deref().unwrap_or("unknown"),
         )
+    }
+}
+
+/// How deeply the JSON text of a snapshot may nest arrays and objects, the snapshot object
+/// itself counting as the first level (so a context may nest one level less).
+///
+/// `serde_json` alone stops at 128 levels; Python's `json` module at about 1,000 (its recursion
+/// limit), so every snapshot the Python SDK writes is within this limit. The executor refuses to
+/// write a deeper snapshot ([`PersistenceError::TooDeep`]) rather than write one that could not
+/// be read back: what is written can always be resumed. The limit also bounds the recursion of
+/// everything else that walks a context (templates, conditions, the JSON writer, `Drop`).
+pub const MAX_SNAPSHOT_DEPTH: usize = 1_000;
+
+/// The parse after the strict one failed: bare `NaN`/`Infinity` tokens (written by Python and by
+/// this runtime for non-finite floats) become null, and documents nested deeper than
+/// `serde_json` accepts are decoded without recursion, up to [`MAX_SNAPSHOT_DEPTH`].
+fn decode_slowly(bytes: &[u8], first: serde_json::Error) -> Result<Value, SnapshotError> {
+    std::str::from_utf8(bytes).map_err(|e| SnapshotError::Json(format!("not UTF-8: {e}")))?;
+    let cleaned = super::meta::without_non_finite(bytes);
+    if let Cow::Owned(_) = cleaned {
+        tracing::warn!("snapshot holds NaN/Infinity numbers; they are restored as null");
+    }
+    // serde_json's own limit is 128 nested arrays/objects.
+    if super::deep_json::nesting_depth(&cleaned, 127) > 127 {
+        return super::deep_json::parse(&cleaned, MAX_SNAPSHOT_DEPTH).map_err(|e| match e {
+            super::deep_json::DeepError::TooDeep { limit } => SnapshotError::TooDeep { limit },
+            super::deep_json::DeepError::Syntax(message) => SnapshotError::Json(message),
+        });
+    }
+    match cleaned {
+        Cow::Owned(fixed) => {
+            serde_json::from_slice(&fixed).map_err(|_| SnapshotError::Json(first.to_string()))
+        }
+        Cow::Borrowed(_) => Err(SnapshotError::Json(first.to_string())),
+    }
+}
+
+/// Whether `v` nests more than `levels` arrays and objects (itself included). Recurses at most
+/// `levels` deep, so it is safe on any value.
+fn deeper_than(v: &Value, levels: usize) -> bool {
+    match v {
+        Value::Array(items) => levels == 0 || items.iter().any(|x| deeper_than(x, levels - 1)),
+        Value::Object(m) => levels == 0 || m.values().any(|x| deeper_than(x, levels - 1)),
+        _ => false,
     }
 }
 
@@ -349,6 +386,32 @@ pub(crate) struct SnapshotView<'a> {
 }
 
 impl SnapshotView<'_> {
+    /// Checks that the snapshot's JSON nests at most [`MAX_SNAPSHOT_DEPTH`] levels, so that
+    /// what is written can be read back; `Err` names the field that is too deep and the
+    /// limit. Values are checked at their depth in the document (the context sits one level
+    /// in, a pending launch's input three).
+    pub(crate) fn check_depth(&self) -> Result<(), PersistenceError> {
+        let too_deep = |field: &'static str| PersistenceError::TooDeep {
+            state: self.current_state.to_string(),
+            field,
+            limit: MAX_SNAPSHOT_DEPTH,
+        };
+        let inner = MAX_SNAPSHOT_DEPTH - 1;
+        if deeper_than(self.context, inner) {
+            return Err(too_deep("context"));
+        }
+        if self.output.is_some_and(|v| deeper_than(v, inner)) {
+            return Err(too_deep("output"));
+        }
+        if self.tool_loop_state.is_some_and(|v| deeper_than(v, inner)) {
+            return Err(too_deep("tool_loop_state"));
+        }
+        if (self.pending_launches.unwrap_or_default().iter()).any(|v| deeper_than(v, inner - 1)) {
+            return Err(too_deep("pending_launches"));
+        }
+        Ok(())
+    }
+
     /// Appends the JSON text to `out`. Returns where the `created_at` value starts and the
     /// `event` value ends in `out`: the only bytes in which the `state_enter` and `execute`
     /// snapshots of one step differ when nothing runs between them (the executor copies the
