@@ -24,7 +24,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind};
+use minijinja::value::{Kwargs, Object, Rest, Value, ValueKind, ValueOrKwargs};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, State, UndefinedBehavior};
 
 use super::error::PyErr;
@@ -43,6 +43,47 @@ thread_local! {
 thread_local! {
     /// How many templates this thread compiled (tests check the cache with it).
     pub(crate) static COMPILED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The most instructions one render may execute (minijinja's fuel). Real templates use a
+/// few thousand; the limit only stops runaway loops (nested loops over 100,000 items), which
+/// would otherwise hold a worker thread for hours. A render that reaches it fails with
+/// "template fuel limit of … exceeded".
+pub const FUEL_LIMIT: u64 = 50_000_000;
+
+/// The most bytes the `{{ … }}` expressions of one render may print (plain template text
+/// is bounded by the fuel). Larger output fails with `MemoryError`.
+pub const MAX_OUTPUT: usize = 100_000_000;
+
+thread_local! {
+    /// Bytes the current render on this thread may still print.
+    static OUTPUT_LEFT: Cell<usize> = const { Cell::new(MAX_OUTPUT) };
+}
+
+/// Runs one render with a fresh output budget of [`MAX_OUTPUT`] bytes.
+pub(crate) fn with_output_budget<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(usize);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OUTPUT_LEFT.with(|l| l.set(self.0));
+        }
+    }
+    let _reset = Reset(OUTPUT_LEFT.with(|l| l.replace(MAX_OUTPUT)));
+    f()
+}
+
+/// Takes `len` bytes from the output budget of the current render.
+fn charge_output(len: usize) -> Result<(), Error> {
+    OUTPUT_LEFT.with(|left| match left.get().checked_sub(len) {
+        Some(rest) => {
+            left.set(rest);
+            Ok(())
+        }
+        None => Err(py_error(
+            "MemoryError",
+            format!("template output limit of {MAX_OUTPUT} bytes exceeded"),
+        )),
+    })
 }
 
 /// Runs `f` with template loading enabled on this thread.
@@ -86,10 +127,12 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
         }
         #[cfg(test)]
         COMPILED.with(|c| c.set(c.get() + 1));
-        Ok(Some(normalize_newlines(name).into_owned()))
+        let source = normalize_newlines(name);
+        Ok(Some(super::rewrite::rewrite(&source).into_owned()))
     });
     // No up-to-date checks: a template's source is its name, it never changes.
     env.set_auto_reload(false);
+    env.set_fuel(Some(FUEL_LIMIT));
 
     if machine {
         env.set_formatter(|out, _state, value| {
@@ -100,11 +143,16 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
             // Tuples are not lists there, so they print as `(1, 2)`.
             let text = match value.kind() {
                 ValueKind::Seq if !value.is_tuple() => dumps_or_err(value)?,
+                // Dict views print as Python does, `dict_items([...])`.
+                ValueKind::Iterable if value.downcast_object_ref::<DictView>().is_some() => {
+                    pyrepr::mj_str(value)
+                }
                 // Slices and other sized iterables are lists in Python.
                 ValueKind::Iterable if value.len().is_some() => dumps_or_err(value)?,
                 ValueKind::Map => dumps_or_err(value)?,
                 _ => pyrepr::mj_str(value),
             };
+            charge_output(text.len())?;
             out.write_str(&text)
                 .map_err(|_| Error::from(ErrorKind::WriteFailure))
         });
@@ -113,6 +161,7 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
         env.set_formatter(|out, _state, value| {
             let mut text = String::new();
             pyrepr::write_mj_str(&mut text, value);
+            charge_output(text.len())?;
             out.write_str(&text)
                 .map_err(|_| Error::from(ErrorKind::WriteFailure))
         });
@@ -136,6 +185,67 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
             .count()
     });
     env.add_filter("truncate", truncate);
+    env.add_filter("dictsort", dictsort);
+    env.add_filter("escape", |v: &Value| {
+        if v.is_safe() {
+            return v.clone();
+        }
+        Value::from_safe_string(html_escape(&pyrepr::mj_str(v)))
+    });
+    env.add_filter("e", |v: &Value| {
+        if v.is_safe() {
+            return v.clone();
+        }
+        Value::from_safe_string(html_escape(&pyrepr::mj_str(v)))
+    });
+    env.add_filter("attr", |v: &Value, name: &str| -> Result<Value, Error> {
+        // Jinja2's `attr` is `getattr`: dict keys are not attributes.
+        if v.kind() == ValueKind::Map && v.downcast_object_ref::<PyDict>().is_some() {
+            return Ok(Value::UNDEFINED);
+        }
+        v.get_attr(name)
+    });
+    env.add_filter("random", |v: &Value| -> Result<Value, Error> {
+        let items: Vec<Value> = v.try_iter()?.collect();
+        if items.is_empty() {
+            return Err(py_error(
+                "IndexError",
+                "Cannot choose from an empty sequence",
+            ));
+        }
+        // No seed to reproduce: the reference uses `random.choice`.
+        let pick = std::collections::hash_map::RandomState::new();
+        let n = std::hash::BuildHasher::hash_one(&pick, items.len()) as usize % items.len();
+        Ok(items[n].clone())
+    });
+    env.add_filter(
+        "sort",
+        |state: &State, v: Value, args: Rest<ValueOrKwargs>| -> Result<Value, Error> {
+            let args = args.into_values();
+            let a = FilterArgs::new("sort", &args, &["reverse", "case_sensitive", "attribute"])?;
+            if a.get(2).is_none() {
+                let items: Vec<Value> = v.try_iter()?.collect();
+                check_comparable(&items)?;
+            }
+            let mut kw: Vec<(&str, Value)> = Vec::new();
+            for (i, name) in ["reverse", "case_sensitive", "attribute"]
+                .iter()
+                .enumerate()
+            {
+                if let Some(val) = a.get(i) {
+                    kw.push((name, val.clone()));
+                }
+            }
+            minijinja::filters::sort(state, v, Kwargs::from_iter(kw))
+        },
+    );
+    env.add_test("sequence", |v: &Value| {
+        // Python: anything with `len()` and `__getitem__` (strings and dicts too).
+        matches!(
+            v.kind(),
+            ValueKind::Seq | ValueKind::Map | ValueKind::String
+        )
+    });
     env.add_filter("center", |s: &str, width: Option<usize>| {
         Ok::<_, Error>(center(s, pad_width(width.unwrap_or(80))?))
     });
@@ -169,6 +279,12 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
         },
     );
     env.add_filter("format", format);
+    env.add_function(super::rewrite::MOD_FN, |a: &Value, b: &Value| {
+        super::pyfmt::py_mod(a, b)
+    });
+    env.add_function(super::rewrite::CONCAT_FN, |a: &Value, b: &Value| {
+        super::pyfmt::py_concat(a, b)
+    });
     env.add_filter("length", length);
     env.add_filter("count", length);
     env.add_filter("sum", sum);
@@ -533,28 +649,190 @@ fn title(v: &Value) -> String {
     out
 }
 
-/// `truncate(length=255, killwords=False, end='...', leeway=None)`.
-fn truncate(
-    s: &str,
-    length: Option<usize>,
-    killwords: Option<bool>,
-    end: Option<&str>,
-    leeway: Option<usize>,
-) -> String {
-    let length = length.unwrap_or(255);
-    let end = end.unwrap_or("...");
-    let leeway = leeway.unwrap_or(5);
-    let count = s.chars().count();
-    if count <= length.saturating_add(leeway) {
-        return s.to_owned();
+/// `truncate(length=255, killwords=False, end='...', leeway=5)`.
+fn truncate(s: &str, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
+    let args = args.into_values();
+    let a = FilterArgs::new("truncate", &args, &["length", "killwords", "end", "leeway"])?;
+    let length = a.int(0)?.unwrap_or(255);
+    let killwords = a.get(1).is_some_and(|v| v.is_true());
+    let end = a.string(2)?.unwrap_or_else(|| "...".into());
+    let leeway = a.int(3)?.unwrap_or(5);
+    let end_len = end.chars().count() as i64;
+    if length < end_len {
+        return Err(py_error(
+            "AssertionError",
+            format!("expected length >= {end_len}, got {length}"),
+        ));
     }
-    let keep = length.saturating_sub(end.chars().count());
-    let head: String = s.chars().take(keep).collect();
-    if killwords.unwrap_or(false) {
-        return head + end;
+    if leeway < 0 {
+        return Err(py_error(
+            "AssertionError",
+            format!("expected leeway >= 0, got {leeway}"),
+        ));
+    }
+    if s.chars().count() as i64 <= length.saturating_add(leeway) {
+        return Ok(s.to_owned());
+    }
+    let head: String = s.chars().take((length - end_len) as usize).collect();
+    if killwords {
+        return Ok(head + &end);
     }
     let cut = head.rsplit_once(' ').map_or(head.as_str(), |(a, _)| a);
-    format!("{cut}{end}")
+    Ok(format!("{cut}{end}"))
+}
+
+/// Positional and keyword arguments of a filter, matched to its Python parameter names.
+struct FilterArgs {
+    values: Vec<Option<Value>>,
+}
+
+impl FilterArgs {
+    fn new(filter: &str, args: &[Value], names: &[&str]) -> Result<Self, Error> {
+        let (positional, kwargs) = match args.last() {
+            Some(last) if last.is_kwargs() => (&args[..args.len() - 1], Some(last)),
+            _ => (args, None),
+        };
+        if positional.len() > names.len() {
+            return Err(py_error(
+                "TypeError",
+                format!("{filter}() got too many positional arguments"),
+            ));
+        }
+        let mut values: Vec<Option<Value>> = vec![None; names.len()];
+        for (i, v) in positional.iter().enumerate() {
+            values[i] = Some(v.clone());
+        }
+        if let Some(kw) = kwargs {
+            for key in kw.try_iter()? {
+                let key = key.as_str().unwrap_or_default();
+                let Some(pos) = names.iter().position(|n| *n == key) else {
+                    return Err(py_error(
+                        "TypeError",
+                        format!("{filter}() got an unexpected keyword argument '{key}'"),
+                    ));
+                };
+                if values[pos].is_some() {
+                    return Err(py_error(
+                        "TypeError",
+                        format!("{filter}() got multiple values for argument '{key}'"),
+                    ));
+                }
+                values[pos] = Some(kw.get_attr(key)?);
+            }
+        }
+        Ok(FilterArgs { values })
+    }
+
+    /// Argument `i`; `None` when not given or given as `none`.
+    fn get(&self, i: usize) -> Option<&Value> {
+        self.values.get(i)?.as_ref().filter(|v| !v.is_none())
+    }
+
+    fn int(&self, i: usize) -> Result<Option<i64>, Error> {
+        self.get(i)
+            .map(|v| match v.kind() {
+                ValueKind::Bool => Ok(i64::from(v.is_true())),
+                _ => v.as_i64().ok_or_else(|| {
+                    py_error(
+                        "TypeError",
+                        format!(
+                            "'{}' object cannot be interpreted as an integer",
+                            pyrepr::py_type_name(v)
+                        ),
+                    )
+                }),
+            })
+            .transpose()
+    }
+
+    fn string(&self, i: usize) -> Result<Option<String>, Error> {
+        Ok(self.get(i).map(pyrepr::mj_str))
+    }
+}
+
+/// `dictsort(case_sensitive=False, by='key', reverse=False)`: the `(key, value)` pairs of a
+/// dict sorted by key or value; strings compare case-insensitively unless asked.
+fn dictsort(value: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
+    let a = FilterArgs::new("dictsort", &args, &["case_sensitive", "by", "reverse"])?;
+    let case_sensitive = a.get(0).is_some_and(|v| v.is_true());
+    let by = a.string(1)?.unwrap_or_else(|| "key".into());
+    let reverse = a.get(2).is_some_and(|v| v.is_true());
+    let pos = match by.as_str() {
+        "key" => 0,
+        "value" => 1,
+        _ => {
+            return Err(py_error(
+                "FilterArgumentError",
+                "You can only sort by either \"key\" or \"value\"",
+            ));
+        }
+    };
+    if value.kind() != ValueKind::Map {
+        return Err(py_error(
+            "AttributeError",
+            format!(
+                "'{}' object has no attribute 'items'",
+                pyrepr::py_type_name(value)
+            ),
+        ));
+    }
+    let mut items = pyrepr::map_items(value);
+    let sort_key = |v: &Value| -> Value {
+        match v.as_str() {
+            Some(s) if !case_sensitive => Value::from(s.to_lowercase()),
+            _ => v.clone(),
+        }
+    };
+    let keys: Vec<Value> = items
+        .iter()
+        .map(|(k, v)| sort_key(if pos == 0 { k } else { v }))
+        .collect();
+    check_comparable(&keys)?;
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|x, y| keys[*x].cmp(&keys[*y]));
+    if reverse {
+        order.reverse();
+    }
+    let mut slots: Vec<Option<(Value, Value)>> = items.drain(..).map(Some).collect();
+    Ok(Value::from(
+        order
+            .into_iter()
+            .filter_map(|i| slots[i].take())
+            .map(|(k, v)| Value::from(minijinja::value::Tuple::from(vec![k, v])))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Python's `<` refuses to order unrelated types (`1 < 'a'`, dicts, `None`): sorting such
+/// values raises `TypeError` there, where minijinja would order them by kind.
+fn check_comparable(items: &[Value]) -> Result<(), Error> {
+    fn class(v: &Value) -> Option<u8> {
+        match v.kind() {
+            ValueKind::Number | ValueKind::Bool => Some(0),
+            ValueKind::String => Some(1),
+            ValueKind::Seq if v.is_tuple() => Some(2),
+            ValueKind::Seq => Some(3),
+            _ => None,
+        }
+    }
+    let Some(first) = items.first() else {
+        return Ok(());
+    };
+    for item in items {
+        let (a, b) = (class(first), class(item));
+        if items.len() > 1 && (a.is_none() || a != b) {
+            return Err(py_error(
+                "TypeError",
+                format!(
+                    "'<' not supported between instances of '{}' and '{}'",
+                    pyrepr::py_type_name(item),
+                    pyrepr::py_type_name(first)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Padding wider than this is refused (minijinja refuses `'x' * n` beyond the same size), so
@@ -706,71 +984,228 @@ fn html_escape(s: &str) -> String {
     out
 }
 
-/// `wordwrap(width=79, break_long_words=True, wrapstring='\n')`: a greedy wrap of each line
-/// like Python's `textwrap.wrap` on plain words (runs of spaces collapse and hyphenated
-/// words are not split, where `textwrap` keeps the former and may split the latter).
-fn wordwrap(
-    s: &str,
-    width: Option<usize>,
-    break_long_words: Option<bool>,
-    wrapstring: Option<&str>,
-) -> String {
-    let width = width.unwrap_or(79).max(1);
-    let breaks = break_long_words.unwrap_or(true);
-    let wrap = wrapstring.unwrap_or("\n");
-    let mut out_lines: Vec<String> = Vec::new();
-    for line in py_splitlines(s) {
-        let mut cur = String::new();
-        let mut wrapped = Vec::new();
-        for word in line.split_whitespace() {
-            let mut word = word.to_owned();
-            loop {
-                let cur_len = cur.chars().count();
-                let sep = usize::from(cur_len > 0);
-                if cur_len + sep + word.chars().count() <= width {
-                    if sep == 1 {
-                        cur.push(' ');
-                    }
-                    cur.push_str(&word);
-                    break;
-                }
-                if cur_len > 0 {
-                    wrapped.push(std::mem::take(&mut cur));
-                    continue;
-                }
-                if !breaks {
-                    cur = word;
-                    break;
-                }
-                let head: String = word.chars().take(width).collect();
-                word = word.chars().skip(width).collect();
-                wrapped.push(head);
-                if word.is_empty() {
-                    break;
-                }
-            }
-        }
-        if !cur.is_empty() {
-            wrapped.push(cur);
-        }
-        out_lines.push(wrapped.join(wrap));
+/// `wordwrap(width=79, break_long_words=True, wrapstring='\n', break_on_hyphens=True)`:
+/// each line wrapped by Python's `textwrap.wrap` (whitespace kept inside lines and dropped
+/// at line ends, hyphenated words split after their hyphens).
+fn wordwrap(s: &str, args: Rest<ValueOrKwargs>) -> Result<String, Error> {
+    let args = args.into_values();
+    let a = FilterArgs::new(
+        "wordwrap",
+        &args,
+        &[
+            "width",
+            "break_long_words",
+            "wrapstring",
+            "break_on_hyphens",
+        ],
+    )?;
+    let width = a.int(0)?.unwrap_or(79);
+    if width <= 0 {
+        return Err(py_error(
+            "ValueError",
+            format!("invalid width {width} (must be > 0)"),
+        ));
     }
-    out_lines.join(wrap)
+    let width = width as usize;
+    let breaks = a.get(1).is_none_or(|v| v.is_true());
+    let hyphens = a.get(3).is_none_or(|v| v.is_true());
+    let wrap = a.string(2)?.unwrap_or_else(|| "\n".into());
+    let lines: Vec<String> = py_splitlines(s)
+        .into_iter()
+        .map(|line| textwrap(line, width, breaks, hyphens).join(&wrap))
+        .collect();
+    Ok(lines.join(&wrap))
 }
 
-/// Python methods the reference gets from the host objects: `str`, `dict` and `list`
-/// methods commonly used in templates.
+/// The chunks `textwrap` works on: runs of whitespace and words (split after the hyphens
+/// of hyphenated words when `hyphens`).
+fn wrap_chunks(line: &str, hyphens: bool) -> Vec<String> {
+    let mut chunks: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut cur_space = false;
+    for c in line.chars() {
+        let space = is_py_space(c);
+        if !cur.is_empty() && space != cur_space {
+            chunks.push(std::mem::take(&mut cur));
+        }
+        cur_space = space;
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        chunks.push(cur);
+    }
+    if !hyphens {
+        return chunks;
+    }
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let chars: Vec<char> = chunk.chars().collect();
+        let mut start = 0;
+        for i in 1..chars.len().saturating_sub(1) {
+            if chars[i] == '-' && chars[i - 1].is_alphanumeric() && chars[i + 1].is_alphabetic() {
+                out.push(chars[start..=i].iter().collect());
+                start = i + 1;
+            }
+        }
+        out.push(chars[start..].iter().collect());
+    }
+    out
+}
+
+/// Python `textwrap.wrap(line, width, break_long_words=…, break_on_hyphens=…,
+/// expand_tabs=False, replace_whitespace=False)`.
+fn textwrap(line: &str, width: usize, breaks: bool, hyphens: bool) -> Vec<String> {
+    let blank = |c: &str| c.chars().all(is_py_space);
+    let mut chunks = wrap_chunks(line, hyphens);
+    chunks.reverse();
+    let mut lines: Vec<String> = Vec::new();
+    while !chunks.is_empty() {
+        let mut cur: Vec<String> = Vec::new();
+        let mut cur_len = 0;
+        if chunks.last().is_some_and(|c| blank(c)) && !lines.is_empty() {
+            chunks.pop();
+        }
+        while let Some(chunk) = chunks.last() {
+            let l = chunk.chars().count();
+            if cur_len + l <= width {
+                cur_len += l;
+                cur.extend(chunks.pop());
+            } else {
+                break;
+            }
+        }
+        if let Some(chunk) = chunks.last_mut()
+            && chunk.chars().count() > width
+        {
+            let space_left = width.saturating_sub(cur_len).max(1);
+            if breaks {
+                let head: String = chunk.chars().take(space_left).collect();
+                *chunk = chunk.chars().skip(space_left).collect();
+                cur.push(head);
+            } else if cur.is_empty() {
+                cur.extend(chunks.pop());
+            }
+        }
+        if cur.last().is_some_and(|c| blank(c)) {
+            cur.pop();
+        }
+        if !cur.is_empty() {
+            lines.push(cur.concat());
+        }
+    }
+    lines
+}
+
+/// Python methods the reference gets from the host objects: `str`, `dict`, `list` and
+/// number methods commonly used in templates.
 fn call_method(
     _state: &mut State,
     value: &Value,
     name: &str,
     args: &[Value],
 ) -> Result<Value, Error> {
+    if name == "format" && value.kind() == ValueKind::String {
+        return str_method(value.as_str().unwrap_or_default(), name, args);
+    }
+    let args = positional_args(name, args)?;
+    let args = &args[..];
     match value.kind() {
         ValueKind::String => str_method(value.as_str().unwrap_or_default(), name, args),
         ValueKind::Map => dict_method(value, name, args),
-        ValueKind::Seq => list_method(value, name, args),
+        ValueKind::Seq if !value.is_tuple() => list_method(value, name, args),
+        ValueKind::Seq => tuple_method(value, name, args),
+        ValueKind::Number | ValueKind::Bool => number_method(value, name, args),
         _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+/// Keyword parameters of the methods that accept them, in positional order.
+const METHOD_KEYWORDS: &[(&str, &[&str])] = &[
+    ("split", &["sep", "maxsplit"]),
+    ("rsplit", &["sep", "maxsplit"]),
+    ("splitlines", &["keepends"]),
+    ("expandtabs", &["tabsize"]),
+    ("encode", &["encoding", "errors"]),
+];
+
+/// Turns keyword arguments into positional ones for the methods that take keywords (Python
+/// `'a b'.split(maxsplit=1)`), and refuses them for the others as Python does.
+fn positional_args(name: &str, args: &[Value]) -> Result<Vec<Value>, Error> {
+    let Some(kwargs) = args.last().filter(|v| v.is_kwargs()) else {
+        return Ok(args.to_vec());
+    };
+    let mut out = args[..args.len() - 1].to_vec();
+    let params = METHOD_KEYWORDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .unwrap_or_default();
+    let given: Vec<Value> = kwargs.try_iter()?.collect();
+    if params.is_empty() && !given.is_empty() {
+        return Err(py_error(
+            "TypeError",
+            format!("{name}() takes no keyword arguments"),
+        ));
+    }
+    for key in &given {
+        let key = key.as_str().unwrap_or_default();
+        let Some(pos) = params.iter().position(|p| *p == key) else {
+            return Err(py_error(
+                "TypeError",
+                format!("{name}() got an unexpected keyword argument '{key}'"),
+            ));
+        };
+        if out.len() <= pos {
+            out.resize(pos + 1, Value::from(()));
+        }
+        out[pos] = kwargs.get_attr(key)?;
+    }
+    Ok(out)
+}
+
+/// The characters of `s` between Python slice bounds `start` and `end` (negative counts from
+/// the end), with the char offset of the slice.
+fn char_slice<'a>(s: &'a str, start: Option<i64>, end: Option<i64>) -> (&'a str, usize) {
+    let len = s.chars().count() as i64;
+    let norm = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
+    let a = norm(start.unwrap_or(0)) as usize;
+    let b = norm(end.unwrap_or(len)) as usize;
+    if b <= a {
+        return ("", a);
+    }
+    let byte = |n: usize| s.char_indices().nth(n).map_or(s.len(), |(i, _)| i);
+    (&s[byte(a)..byte(b)], a)
+}
+
+/// A view of a dict (`d.items()`, `d.keys()`, `d.values()`): iterates like a list, prints as
+/// Python does (`dict_items([('a', 1)])`), and is not JSON serialisable.
+#[derive(Debug)]
+pub(crate) struct DictView {
+    /// `dict_items`, `dict_keys` or `dict_values`.
+    pub kind: &'static str,
+    /// The viewed items.
+    pub items: Vec<Value>,
+}
+
+impl Object for DictView {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Iterable
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Values(self.items.clone())
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.items.len())
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        !self.items.is_empty()
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&pyrepr::mj_repr(&Value::from_dyn_object(self.clone())))
     }
 }
 
@@ -889,13 +1324,137 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
     let v = match name {
         "upper" => Value::from(s.to_uppercase()),
         "lower" => Value::from(s.to_lowercase()),
-        "casefold" => Value::from(s.to_lowercase()),
+        "casefold" => Value::from(s.to_lowercase().replace('ß', "ss")),
         "strip" => Value::from(strip(s, arg_str(args, 0)?, true, true)),
         "lstrip" => Value::from(strip(s, arg_str(args, 0)?, true, false)),
         "rstrip" => Value::from(strip(s, arg_str(args, 0)?, false, true)),
         "split" => py_split(s, arg_str(args, 0)?, arg_int(args, 1)?, false)?,
         "rsplit" => py_split(s, arg_str(args, 0)?, arg_int(args, 1)?, true)?,
-        "splitlines" => strs(py_splitlines(s)),
+        "splitlines" => {
+            if args.first().is_some_and(Value::is_true) {
+                strs(py_splitlines_keep(s))
+            } else {
+                strs(py_splitlines(s))
+            }
+        }
+        "partition" | "rpartition" => {
+            let sep = arg_str(args, 0)?.unwrap_or_default();
+            if sep.is_empty() {
+                return Err(py_error("ValueError", "empty separator"));
+            }
+            let found = if name == "partition" {
+                s.split_once(sep)
+            } else {
+                s.rsplit_once(sep)
+            };
+            let parts = match (found, name) {
+                (Some((a, b)), _) => [a, sep, b],
+                (None, "partition") => [s, "", ""],
+                (None, _) => ["", "", s],
+            };
+            Value::from(minijinja::value::Tuple::from(
+                parts.iter().map(|p| Value::from(*p)).collect::<Vec<_>>(),
+            ))
+        }
+        "removeprefix" => {
+            let p = arg_str(args, 0)?.unwrap_or_default();
+            Value::from(s.strip_prefix(p).unwrap_or(s))
+        }
+        "removesuffix" => {
+            let p = arg_str(args, 0)?.unwrap_or_default();
+            Value::from(s.strip_suffix(p).unwrap_or(s))
+        }
+        "expandtabs" => {
+            let size = arg_int(args, 0)?.unwrap_or(8).max(0) as usize;
+            let mut out = String::new();
+            let mut col = 0usize;
+            for c in s.chars() {
+                match c {
+                    '\t' if size > 0 => {
+                        let n = size - col % size;
+                        if out.len() + n > MAX_PAD {
+                            return Err(py_error("MemoryError", "padded string is too large"));
+                        }
+                        out.extend(std::iter::repeat_n(' ', n));
+                        col += n;
+                    }
+                    '\t' => {}
+                    '\n' | '\r' => {
+                        out.push(c);
+                        col = 0;
+                    }
+                    c => {
+                        out.push(c);
+                        col += 1;
+                    }
+                }
+            }
+            Value::from(out)
+        }
+        "encode" => Value::from_bytes(s.as_bytes().to_vec()),
+        "istitle" => {
+            // Cased characters: upper-case ones only after uncased, lower-case only after cased.
+            let mut prev_cased = false;
+            let mut any = false;
+            let mut ok = true;
+            for c in s.chars() {
+                if c.is_uppercase() {
+                    ok &= !prev_cased;
+                    prev_cased = true;
+                    any = true;
+                } else if c.is_lowercase() {
+                    ok &= prev_cased;
+                    prev_cased = true;
+                    any = true;
+                } else {
+                    prev_cased = false;
+                }
+            }
+            Value::from(ok && any)
+        }
+        "isidentifier" => Value::from(
+            s.chars()
+                .next()
+                .is_some_and(|c| c == '_' || c.is_alphabetic())
+                && s.chars().all(|c| c == '_' || c.is_alphanumeric()),
+        ),
+        "isascii" => Value::from(s.is_ascii()),
+        "translate" => {
+            let Some(table) = args.first() else {
+                return Err(py_error(
+                    "TypeError",
+                    "translate() takes exactly one argument (0 given)",
+                ));
+            };
+            let mut out = String::new();
+            for c in s.chars() {
+                let hit = table
+                    .get_item(&Value::from(c as u32))
+                    .ok()
+                    .filter(|v| !v.is_undefined());
+                match hit {
+                    None => out.push(c),
+                    Some(v) if v.is_none() => {}
+                    Some(v) => match v.as_str() {
+                        Some(t) => out.push_str(t),
+                        None => match v
+                            .as_i64()
+                            .and_then(|n| u32::try_from(n).ok())
+                            .and_then(char::from_u32)
+                        {
+                            Some(t) => out.push(t),
+                            None => {
+                                return Err(py_error(
+                                    "TypeError",
+                                    "character mapping must return integer, None or str",
+                                ));
+                            }
+                        },
+                    },
+                }
+            }
+            Value::from(out)
+        }
         "startswith" | "endswith" => {
             let Some(arg) = args.first() else {
                 return Err(py_error(
@@ -907,6 +1466,7 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
                 ValueKind::Seq => arg.try_iter()?.collect(),
                 _ => vec![arg.clone()],
             };
+            let (s, _) = char_slice(s, arg_int(args, 1)?, arg_int(args, 2)?);
             let mut hit = false;
             for p in &prefixes {
                 let p = p.as_str().ok_or_else(|| {
@@ -958,6 +1518,7 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
         ),
         "find" | "rfind" | "index" | "rindex" | "count" => {
             let sub = arg_str(args, 0)?.unwrap_or_default();
+            let (s, offset) = char_slice(s, arg_int(args, 1)?, arg_int(args, 2)?);
             if name == "count" {
                 let n = if sub.is_empty() {
                     s.chars().count() + 1
@@ -972,7 +1533,7 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
                 s.find(sub)
             };
             match pos {
-                Some(byte) => Value::from(s[..byte].chars().count()),
+                Some(byte) => Value::from(offset + s[..byte].chars().count()),
                 None if name.ends_with("index") => {
                     return Err(py_error("ValueError", "substring not found"));
                 }
@@ -1006,7 +1567,7 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
             }
             Value::from(out)
         }
-        "format" => Value::from(py_format(s, args)?),
+        "format" => Value::from(super::pyfmt::str_format(s, args)?),
         "isdigit" | "isnumeric" | "isdecimal" => {
             Value::from(!s.is_empty() && s.chars().all(|c| c.is_numeric()))
         }
@@ -1061,75 +1622,27 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
     Ok(v)
 }
 
-/// Python `str.format` for `{}`, `{0}`, `{name}` fields and `{{`/`}}` escapes, each value
-/// printed with `str()` (format specs after `:` are ignored).
-fn py_format(s: &str, args: &[Value]) -> Result<String, Error> {
-    let (positional, kwargs): (Vec<&Value>, Option<&Value>) = match args.last() {
-        Some(last) if last.is_kwargs() => (args[..args.len() - 1].iter().collect(), Some(last)),
-        _ => (args.iter().collect(), None),
-    };
-    let mut out = String::new();
-    let mut auto = 0usize;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '{' if chars.peek() == Some(&'{') => {
-                chars.next();
-                out.push('{');
-            }
-            '}' if chars.peek() == Some(&'}') => {
-                chars.next();
-                out.push('}');
-            }
-            '{' => {
-                let mut field = String::new();
-                for c in chars.by_ref() {
-                    if c == '}' {
-                        break;
-                    }
-                    field.push(c);
-                }
-                let name = field.split([':', '!']).next().unwrap_or_default();
-                let value = if name.is_empty() {
-                    auto += 1;
-                    positional.get(auto - 1).copied().cloned()
-                } else if let Ok(i) = name.parse::<usize>() {
-                    positional.get(i).copied().cloned()
-                } else {
-                    kwargs
-                        .and_then(|k| k.get_attr(name).ok())
-                        .filter(|v| !v.is_undefined())
-                };
-                let value = value.ok_or_else(|| {
-                    py_error(
-                        "IndexError",
-                        "Replacement index out of range for positional args tuple",
-                    )
-                })?;
-                pyrepr::write_mj_str(&mut out, &value);
-            }
-            c => out.push(c),
-        }
-    }
-    Ok(out)
-}
-
 fn dict_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error> {
     let items = pyrepr::map_items(value);
+    let view = |kind: &'static str, items: Vec<Value>| Value::from_object(DictView { kind, items });
     let v = match name {
-        "items" => Value::from(
+        "items" => view(
+            "dict_items",
             items
                 .into_iter()
                 .map(|(k, v)| Value::from(minijinja::value::Tuple::from(vec![k, v])))
-                .collect::<Vec<_>>(),
+                .collect(),
         ),
-        "keys" => Value::from(items.into_iter().map(|(k, _)| k).collect::<Vec<_>>()),
-        "values" => Value::from(items.into_iter().map(|(_, v)| v).collect::<Vec<_>>()),
-        "get" => {
+        "keys" => view("dict_keys", items.into_iter().map(|(k, _)| k).collect()),
+        "values" => view("dict_values", items.into_iter().map(|(_, v)| v).collect()),
+        "get" | "pop" | "setdefault" => {
+            if name != "get" {
+                return Err(read_only(name));
+            }
             let Some(key) = args.first() else {
                 return Err(py_error(
                     "TypeError",
-                    "get expected at least 1 argument, got 0",
+                    format!("{name} expected at least 1 argument, got 0"),
                 ));
             };
             items
@@ -1139,15 +1652,42 @@ fn dict_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error
                 .unwrap_or_else(|| args.get(1).cloned().unwrap_or(Value::from(())))
         }
         "copy" => Value::from_object(PyDict::new(items)),
+        "update" | "clear" | "popitem" => return Err(read_only(name)),
         _ => return Err(Error::from(ErrorKind::UnknownMethod)),
     };
     Ok(v)
 }
 
+/// Methods that modify a list or dict in place. The template values here are shared and
+/// immutable, so these fail loudly instead of silently leaving the value unchanged (the
+/// compiler warns about them, `FM0311`).
+fn read_only(name: &str) -> Error {
+    py_error(
+        "TypeError",
+        format!(
+            "`{name}()` would modify a value in place; templates cannot modify lists or dicts \
+             here (use `namespace()` or a filter)"
+        ),
+    )
+}
+
 fn list_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error> {
     let items: Vec<Value> = value.try_iter()?.collect();
+    match name {
+        "copy" => return Ok(Value::from(items)),
+        "append" | "extend" | "insert" | "remove" | "pop" | "clear" | "sort" | "reverse" => {
+            return Err(read_only(name));
+        }
+        _ => {}
+    }
     let Some(needle) = args.first() else {
-        return Err(Error::from(ErrorKind::UnknownMethod));
+        return match name {
+            "count" | "index" => Err(py_error(
+                "TypeError",
+                format!("{name}() takes at least 1 argument (0 given)"),
+            )),
+            _ => Err(Error::from(ErrorKind::UnknownMethod)),
+        };
     };
     match name {
         "count" => Ok(Value::from(items.iter().filter(|v| *v == needle).count())),
@@ -1161,6 +1701,32 @@ fn list_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error
                     format!("{} is not in list", pyrepr::mj_repr(needle)),
                 )
             }),
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+fn tuple_method(value: &Value, name: &str, args: &[Value]) -> Result<Value, Error> {
+    match name {
+        "count" | "index" => list_method(value, name, args),
+        _ => Err(Error::from(ErrorKind::UnknownMethod)),
+    }
+}
+
+/// `int` and `float` methods: `bit_length`, `is_integer`, `conjugate`, `as_integer_ratio`
+/// is left out.
+fn number_method(value: &Value, name: &str, _args: &[Value]) -> Result<Value, Error> {
+    let is_int = value.is_integer() || value.kind() == ValueKind::Bool;
+    match (name, is_int) {
+        ("bit_length", true) => {
+            let n = i128::try_from(value.clone()).unwrap_or(i128::from(value.is_true()));
+            Ok(Value::from(128 - n.unsigned_abs().leading_zeros()))
+        }
+        ("is_integer", false) => {
+            let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
+            Ok(Value::from(f.is_finite() && f.fract() == 0.0))
+        }
+        ("is_integer", true) => Ok(Value::from(true)),
+        ("conjugate", _) => Ok(value.clone()),
         _ => Err(Error::from(ErrorKind::UnknownMethod)),
     }
 }
@@ -1386,7 +1952,10 @@ fn round(
     };
     kwargs.assert_all_used()?;
     if value.is_undefined() {
-        return Err(undefined_error(value));
+        return Err(py_error(
+            "TypeError",
+            "type Undefined doesn't define __round__ method",
+        ));
     }
     if !matches!(value.kind(), ValueKind::Number | ValueKind::Bool) {
         return Err(py_error(
@@ -1429,7 +1998,7 @@ fn round(
         "floor" => Ok(Value::from((x * scale).floor() / scale)),
         "ceil" => Ok(Value::from((x * scale).ceil() / scale)),
         _ => Err(py_error(
-            "TypeError",
+            "FilterArgumentError",
             "method must be common, ceil or floor",
         )),
     }
@@ -1498,6 +2067,24 @@ fn py_splitlines(s: &str) -> Vec<&str> {
     out
 }
 
+/// Python `str.splitlines(keepends=True)`: the lines with their line breaks.
+fn py_splitlines_keep(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for line in py_splitlines(s) {
+        // `line` borrows from `s`; its break runs up to where the next line starts.
+        let line_start = line.as_ptr() as usize - s.as_ptr() as usize;
+        if line_start > start {
+            out.push(&s[start..line_start]);
+        }
+        start = line_start;
+    }
+    if start < s.len() {
+        out.push(&s[start..]);
+    }
+    out
+}
+
 /// `indent(width=4, first=False, blank=False)`; `width` may also be the indent string.
 fn indent(
     s: &Value,
@@ -1555,59 +2142,30 @@ fn indent(
     Ok(rv)
 }
 
-/// `format(*args, **kwargs)`: printf-style formatting (minijinja's), after refusing widths
-/// and precisions that would allocate without bound.
-fn format(
-    state: &mut State,
-    format_str: &Value,
-    args: Rest<minijinja::value::ValueOrKwargs>,
-) -> Result<Value, Error> {
-    if let Some(fmt) = format_str.as_str()
-        && printf_widths(fmt).any(|w| w > MAX_PAD)
-    {
-        return Err(py_error("MemoryError", "format width is too large"));
-    }
-    minijinja::filters::format(state, format_str, args)
-}
-
-/// The widths and precisions written in the `%` conversion specs of a printf-style format
-/// (`%(name)-10.3f` gives 10 and 3); absurdly long numbers come out as `usize::MAX`.
-fn printf_widths(fmt: &str) -> impl Iterator<Item = usize> + '_ {
-    let mut out = Vec::new();
-    let mut chars = fmt.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            continue;
+/// `format(*args, **kwargs)`: Jinja2's `str(value) % (kwargs or args)`.
+fn format(format_str: &Value, args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
+    let (positional, kwargs): (&[Value], Option<&Value>) = match args.last() {
+        Some(last) if last.is_kwargs() => (&args[..args.len() - 1], Some(last)),
+        _ => (&args, None),
+    };
+    let rhs = match kwargs {
+        Some(_) if !positional.is_empty() => {
+            return Err(py_error(
+                "FilterArgumentError",
+                "can't handle positional and keyword arguments at the same time",
+            ));
         }
-        if chars.peek() == Some(&'%') {
-            chars.next();
-            continue;
-        }
-        if chars.peek() == Some(&'(') {
-            for c in chars.by_ref() {
-                if c == ')' {
-                    break;
-                }
+        // Keyword arguments arrive as a kwargs value: make it the dict Jinja2 passes.
+        Some(kw) => {
+            let mut entries = Vec::new();
+            for key in kw.try_iter()? {
+                let v = kw.get_attr(key.as_str().unwrap_or_default())?;
+                entries.push((key, v));
             }
+            Value::from_object(PyDict::new(entries))
         }
-        while chars.peek().is_some_and(|c| "-+ #0".contains(*c)) {
-            chars.next();
-        }
-        for _ in 0..2 {
-            let mut digits = String::new();
-            while let Some(d) = chars.peek().filter(|c| c.is_ascii_digit()) {
-                digits.push(*d);
-                chars.next();
-            }
-            if !digits.is_empty() {
-                out.push(digits.parse::<usize>().unwrap_or(usize::MAX));
-            }
-            if chars.peek() == Some(&'.') {
-                chars.next();
-            } else {
-                break;
-            }
-        }
-    }
-    out.into_iter()
+        None => Value::from(minijinja::value::Tuple::from(positional.to_vec())),
+    };
+    super::pyfmt::printf(&pyrepr::mj_str(format_str), &rhs).map(Value::from)
 }

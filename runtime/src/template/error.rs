@@ -116,6 +116,14 @@ pub(crate) fn translate(err: &Error, eval: &dyn Fn(&str) -> Option<Value>) -> Te
             "no loader for this environment specified".to_owned(),
         ),
         ErrorKind::CannotUnpack => with_line("ValueError", base()),
+        // The reference has no limit (it would run on); name ours so the cause is clear.
+        ErrorKind::OutOfFuel => with_line(
+            "RuntimeError",
+            format!(
+                "template fuel limit of {} instructions exceeded (a loop runs too long)",
+                super::env::FUEL_LIMIT
+            ),
+        ),
         ErrorKind::InvalidOperation => match zero_division_message(detail) {
             Some(message) => with_line("ZeroDivisionError", message.to_owned()),
             None => with_line("TypeError", base()),

@@ -60,7 +60,9 @@
 mod env;
 mod error;
 mod prepared;
+mod pyfmt;
 mod pyrepr;
+mod rewrite;
 mod value;
 
 #[cfg(test)]
@@ -71,6 +73,7 @@ use serde_json::Value as Json;
 
 pub use crate::py::json::dumps;
 pub use crate::py::{py_repr, py_str};
+pub use env::{FUEL_LIMIT, MAX_OUTPUT};
 pub use error::TemplateError;
 pub use prepared::Prepared;
 
@@ -214,7 +217,7 @@ impl Templates {
         let tmpl = env::with_loading(|| self.env.get_template(template))
             .map_err(|e| error::translate(&e, &|_| None))?;
         let ctx = build_context(uses, vars);
-        tmpl.render(&ctx).map_err(|e| {
+        env::with_output_budget(|| tmpl.render(&ctx)).map_err(|e| {
             error::translate(&e, &|expr| {
                 self.env
                     .compile_expression(expr)

@@ -92,6 +92,13 @@ pub(crate) fn write_mj_repr(out: &mut String, v: &MjValue, depth: usize) {
         }
         // Iterables of unknown length (one-shot iterators) must not be consumed by printing.
         ValueKind::Iterable if v.len().is_some() => {
+            let view = v
+                .downcast_object_ref::<super::env::DictView>()
+                .map(|d| d.kind);
+            if let Some(kind) = view {
+                out.push_str(kind);
+                out.push('(');
+            }
             out.push('[');
             if let Ok(iter) = v.try_iter() {
                 for (i, item) in iter.enumerate() {
@@ -102,6 +109,9 @@ pub(crate) fn write_mj_repr(out: &mut String, v: &MjValue, depth: usize) {
                 }
             }
             out.push(']');
+            if view.is_some() {
+                out.push(')');
+            }
         }
         _ => {
             let _ = write!(out, "{v}");
@@ -177,6 +187,13 @@ fn write_mj_json(
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_mj_number(out, v, true),
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), style.html_safe),
+        // Dict views are not lists: `json.dumps(d.items())` fails.
+        ValueKind::Iterable if v.downcast_object_ref::<super::env::DictView>().is_some() => {
+            return Err(format!(
+                "Object of type {} is not JSON serializable",
+                py_type_name(v)
+            ));
+        }
         ValueKind::Seq | ValueKind::Iterable if v.len().is_some() => {
             let items: Vec<MjValue> = v.try_iter().map(|i| i.collect()).unwrap_or_default();
             if items.is_empty() {
@@ -262,7 +279,10 @@ pub(crate) fn py_type_name(v: &MjValue) -> &'static str {
         ValueKind::Seq if v.is_tuple() => "tuple",
         ValueKind::Seq => "list",
         ValueKind::Map => "dict",
-        ValueKind::Iterable => "generator",
+        ValueKind::Iterable => match v.downcast_object_ref::<super::env::DictView>() {
+            Some(view) => view.kind,
+            None => "generator",
+        },
         _ => "object",
     }
 }
