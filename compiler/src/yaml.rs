@@ -7,8 +7,20 @@
 
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::source::{FileId, Pos, SourceFile, Span};
-use saphyr_parser::{Event, Parser, ScalarStyle, Span as YSpan};
-use std::collections::HashMap;
+use saphyr_parser::{Event, Marker, Parser, ScalarStyle, Span as YSpan};
+use std::collections::{HashMap, HashSet};
+
+/// The deepest nesting of lists and maps a document may have. Machines nest a few levels (an
+/// output schema perhaps a dozen); the limit keeps a hostile file (`- - - … 1`, 60 000 levels)
+/// from exhausting the stack of every recursive walk over the tree. Flow collections
+/// (`[[[…]]]`) are already limited to 255 levels by the parser.
+pub const MAX_DEPTH: usize = 256;
+
+/// The most nodes a document may hold, counting every node an alias copies (and the copy an
+/// anchor keeps). A 100 000-state machine has about 700 000; the limit stops an alias bomb
+/// ("billion laughs": nine nested lists of nine aliases expand to 9^9 nodes from 500 bytes)
+/// before it exhausts memory.
+pub const MAX_NODES: usize = 1_000_000;
 
 /// How a scalar was written. Block styles matter for mapping template lines back to the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,8 +172,47 @@ impl Node {
 }
 
 /// Parses `file` into a tree. Syntax errors and duplicate keys are reported into `diags`; a file
-/// with a syntax error yields `None`, an empty file yields a null node.
+/// with a syntax error (or one past [`MAX_DEPTH`] or [`MAX_NODES`]) yields `None`, an empty file
+/// yields a null node.
 pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<Node> {
+    parse_document(file, id, diags).root
+}
+
+/// What [`parse_document`] found.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The tree; `None` after an error that stops reading.
+    pub root: Option<Node>,
+    /// Whether the document's top level is a list or a map (it started as one, for a document
+    /// with a syntax error). A file that is not is no machine, agent or profiles document: maybe
+    /// not YAML at all (`/etc/passwd` reads as one long string), so its text is not quoted.
+    pub structured: bool,
+}
+
+/// [`parse`], also telling whether the document is structured (see [`Parsed::structured`]).
+pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Parsed {
+    if let Some((offset, c)) = unprintable(&file.text) {
+        let pos = file.pos_of_offset(offset);
+        diags.push(
+            Diagnostic::new(
+                Code::NotYamlText,
+                Span {
+                    file: id,
+                    start: pos,
+                    end: pos,
+                },
+                format!(
+                    "the file is not YAML text: it holds the control character U+{:04X} at line {}, column {}",
+                    c as u32, pos.line, pos.col
+                ),
+            )
+            .help("YAML allows tabs and line breaks but no other control characters; is this the right file?"),
+        );
+        return Parsed {
+            root: None,
+            structured: false,
+        };
+    }
     let mut builder = Builder {
         file,
         id,
@@ -170,6 +221,10 @@ pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<N
         stack: Vec::new(),
         root: None,
         documents: 0,
+        nodes: 0,
+        failed: false,
+        structured: None,
+        cursor: Cursor::default(),
     };
     let mut parser = Parser::new_from_str(&file.text);
     loop {
@@ -181,8 +236,7 @@ pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<N
                 }
             }
             Some(Err(e)) => {
-                let m = e.marker();
-                let pos = file.pos_at(m.line(), m.col());
+                let pos = builder.pos(e.marker());
                 builder.diags.push(
                     Diagnostic::new(
                         Code::YamlSyntax,
@@ -195,19 +249,27 @@ pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<N
                     )
                     .help("fix the YAML syntax; a YAML linter shows the same position"),
                 );
-                return None;
+                builder.failed = true;
+                break;
             }
         }
     }
-    match builder.root.take() {
-        Some(root) => Some(root),
+    let structured = builder.structured.unwrap_or(false);
+    if builder.failed {
+        return Parsed {
+            root: None,
+            structured,
+        };
+    }
+    let root = match builder.root.take() {
+        Some(root) => root,
         None => {
             let pos = Pos {
                 line: 1,
                 col: 1,
                 offset: 0,
             };
-            Some(Node {
+            Node {
                 value: Value::Null,
                 span: Span {
                     file: id,
@@ -215,9 +277,24 @@ pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<N
                     end: pos,
                 },
                 style: Style::Plain,
-            })
+            }
         }
+    };
+    Parsed {
+        root: Some(root),
+        structured,
     }
+}
+
+/// The first character YAML does not allow in a stream (PyYAML's reader refuses the same ones):
+/// a C0 control other than tab and line breaks, DEL, a C1 control other than NEL, U+FFFE or
+/// U+FFFF. Its byte offset and the character.
+pub fn unprintable(text: &str) -> Option<(usize, char)> {
+    text.char_indices().find(|&(_, c)| {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{B}' | '\u{C}' | '\u{E}'..='\u{1F}' | '\u{7F}')
+            || matches!(c, '\u{80}'..='\u{9F}') && c != '\u{85}'
+            || matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    })
 }
 
 enum Frame {
@@ -225,6 +302,8 @@ enum Frame {
         start: Pos,
         items: Vec<Node>,
         anchor: usize,
+        /// Nodes in the collection, itself included (what an alias to it copies).
+        size: usize,
     },
     Map {
         start: Pos,
@@ -233,30 +312,105 @@ enum Frame {
         anchor: usize,
         /// Values of `<<` merge keys, applied when the mapping ends so explicit keys win.
         merges: Vec<Node>,
+        /// Each key (as [`Node::key_str`]) with where it is written, so a duplicate is found
+        /// without a scan of the entries: a map of 100 000 states stays linear.
+        seen: HashMap<String, Span>,
+        /// Nodes in the collection, itself included.
+        size: usize,
     },
+}
+
+/// Where the parser's last position was, as a character index and a byte offset, so a
+/// position is found by walking from there rather than from the start of its line (a
+/// 100 KB one-line document would be quadratic).
+#[derive(Default)]
+struct Cursor {
+    chars: usize,
+    byte: usize,
 }
 
 struct Builder<'a> {
     file: &'a SourceFile,
     id: FileId,
     diags: &'a mut Diagnostics,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their sizes.
+    anchors: HashMap<usize, (Node, usize)>,
     stack: Vec<Frame>,
     root: Option<Node>,
     documents: usize,
+    /// Nodes built so far, copies made by anchors and aliases included.
+    nodes: usize,
+    /// Whether reading stopped at an error, leaving no usable tree.
+    failed: bool,
+    /// Whether the first node of the document is a collection, once known.
+    structured: Option<bool>,
+    cursor: Cursor,
 }
 
 impl Builder<'_> {
-    fn span(&self, s: YSpan) -> Span {
+    /// The position of a parser marker. Lines and columns are the parser's; the byte offset is
+    /// found from its character index.
+    fn pos(&mut self, m: &Marker) -> Pos {
+        let text = self.file.text.as_str();
+        let target = m.index();
+        let c = &mut self.cursor;
+        if target >= c.chars {
+            for ch in text[c.byte..].chars().take(target - c.chars) {
+                c.byte += ch.len_utf8();
+                c.chars += 1;
+            }
+        } else {
+            for ch in text[..c.byte].chars().rev().take(c.chars - target) {
+                c.byte -= ch.len_utf8();
+                c.chars -= 1;
+            }
+        }
+        let line = m.line().clamp(1, self.file.line_count() as usize);
+        Pos {
+            line: line as u32,
+            col: m.col() as u32 + 1,
+            offset: c.byte as u32,
+        }
+    }
+
+    fn span(&mut self, s: YSpan) -> Span {
         Span {
             file: self.id,
-            start: self.file.pos_at(s.start.line(), s.start.col()),
-            end: self.file.pos_at(s.end.line(), s.end.col()),
+            start: self.pos(&s.start),
+            end: self.pos(&s.end),
         }
+    }
+
+    /// Counts `n` more nodes; past [`MAX_NODES`] reports the limit at `span` and stops reading.
+    fn charge(&mut self, n: usize, span: Span) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes <= MAX_NODES {
+            return true;
+        }
+        self.diags.push(
+            Diagnostic::new(
+                Code::LimitExceeded,
+                span,
+                format!(
+                    "the document grows past {MAX_NODES} nodes, the limit, when its aliases are expanded"
+                ),
+            )
+            .note(None, "each alias (`*name`) copies the whole node its anchor (`&name`) names")
+            .help("no machine is this large; aliases of aliases multiply (an alias bomb looks like this)"),
+        );
+        self.failed = true;
+        false
     }
 
     /// Handles one event; returns false to stop reading.
     fn event(&mut self, event: Event<'_>, span: YSpan) -> bool {
+        if self.structured.is_none() {
+            match event {
+                Event::SequenceStart(..) | Event::MappingStart(..) => self.structured = Some(true),
+                Event::Scalar(..) | Event::Alias(_) => self.structured = Some(false),
+                _ => {}
+            }
+        }
         match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -277,19 +431,32 @@ impl Builder<'_> {
             }
             Event::Scalar(text, style, anchor, tag) => {
                 let sp = self.span(span);
+                if !self.charge(1, sp) {
+                    return false;
+                }
                 let node = self.scalar(&text, style, tag.as_deref(), sp);
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    if !self.charge(1, sp) {
+                        return false;
+                    }
+                    self.anchors.insert(anchor, (node.clone(), 1));
                 }
-                self.add(node);
+                self.add(node, 1);
             }
             Event::Alias(id) => {
                 let sp = self.span(span);
-                match self.anchors.get(&id) {
-                    Some(node) => {
-                        let mut node = node.clone();
-                        node.span = sp;
-                        self.add(node);
+                let size = self.anchors.get(&id).map(|(_, size)| *size);
+                match size {
+                    Some(size) => {
+                        // Charged before the copy is made: the copy is what exhausts memory.
+                        if !self.charge(size, sp) {
+                            return false;
+                        }
+                        if let Some((node, _)) = self.anchors.get(&id) {
+                            let mut node = node.clone();
+                            node.span = sp;
+                            self.add(node, size);
+                        }
                     }
                     None => {
                         self.diags.push(Diagnostic::new(
@@ -297,39 +464,52 @@ impl Builder<'_> {
                             sp,
                             "alias to an unknown anchor",
                         ));
-                        self.add(Node {
-                            value: Value::Null,
-                            span: sp,
-                            style: Style::Plain,
-                        });
+                        self.add(
+                            Node {
+                                value: Value::Null,
+                                span: sp,
+                                style: Style::Plain,
+                            },
+                            1,
+                        );
                     }
                 }
             }
             Event::SequenceStart(anchor, _) => {
-                let start = self.span(span).start;
+                let sp = self.span(span);
+                if !self.enter(sp) {
+                    return false;
+                }
                 self.stack.push(Frame::Seq {
-                    start,
+                    start: sp.start,
                     items: Vec::new(),
                     anchor,
+                    size: 1,
                 });
             }
             Event::MappingStart(anchor, _) => {
-                let start = self.span(span).start;
+                let sp = self.span(span);
+                if !self.enter(sp) {
+                    return false;
+                }
                 self.stack.push(Frame::Map {
-                    start,
+                    start: sp.start,
                     entries: Vec::new(),
                     key: None,
                     anchor,
                     merges: Vec::new(),
+                    seen: HashMap::new(),
+                    size: 1,
                 });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let end = self.span(span).end;
-                let (node, anchor) = match self.stack.pop() {
+                let (node, anchor, size) = match self.stack.pop() {
                     Some(Frame::Seq {
                         start,
                         items,
                         anchor,
+                        size,
                     }) => (
                         Node {
                             value: Value::Seq(items),
@@ -341,12 +521,14 @@ impl Builder<'_> {
                             style: Style::Plain,
                         },
                         anchor,
+                        size,
                     ),
                     Some(Frame::Map {
                         start,
                         entries,
                         anchor,
                         merges,
+                        size,
                         ..
                     }) => (
                         Node {
@@ -359,53 +541,87 @@ impl Builder<'_> {
                             style: Style::Plain,
                         },
                         anchor,
+                        size,
                     ),
                     None => return true,
                 };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    // The anchor keeps a copy: charged like an alias, or nested anchors over
+                    // a large node would copy it once per level.
+                    if !self.charge(size, node.span) {
+                        return false;
+                    }
+                    self.anchors.insert(anchor, (node.clone(), size));
                 }
-                self.add(node);
+                self.add(node, size);
             }
             Event::StreamStart | Event::StreamEnd | Event::DocumentEnd | Event::Nothing => {}
         }
         true
     }
 
-    fn add(&mut self, node: Node) {
+    /// Opens a collection at `span`: counts its node and refuses to nest past [`MAX_DEPTH`].
+    fn enter(&mut self, span: Span) -> bool {
+        if self.stack.len() >= MAX_DEPTH {
+            self.diags.push(
+                Diagnostic::new(
+                    Code::LimitExceeded,
+                    span,
+                    format!("lists and maps nest deeper than {MAX_DEPTH} levels, the limit"),
+                )
+                .help("a machine nests a few levels; flatten the document"),
+            );
+            self.failed = true;
+            return false;
+        }
+        self.charge(1, span)
+    }
+
+    /// Adds a finished node of `size` nodes to the collection being built (or makes it the
+    /// root).
+    fn add(&mut self, node: Node, size: usize) {
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Seq { items, size: s, .. }) => {
+                *s += size;
+                items.push(node);
+            }
             Some(Frame::Map {
                 entries,
                 key,
                 merges,
+                seen,
+                size: s,
                 ..
-            }) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => {
-                    if k.style == Style::Plain && k.as_str() == Some("<<") {
-                        merges.push(node);
-                        return;
+            }) => {
+                *s += size;
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => {
+                        if k.style == Style::Plain && k.as_str() == Some("<<") {
+                            merges.push(node);
+                            return;
+                        }
+                        if let Some(name) = k.key_str() {
+                            if let Some(first) = seen.get(&name) {
+                                self.diags.push(
+                                    Diagnostic::new(
+                                        Code::DuplicateKey,
+                                        k.span,
+                                        format!("duplicate key `{name}`"),
+                                    )
+                                    .note(*first, format!("`{name}` is first defined here"))
+                                    .help("remove one of the two entries; YAML loaders silently keep only the last one"),
+                                );
+                                // Keeping one entry avoids a cascade (two `start` states, …).
+                                return;
+                            }
+                            seen.insert(name, k.span);
+                        }
+                        entries.push((k, node));
                     }
-                    if let Some(name) = k.key_str()
-                        && let Some((first, _)) = entries.iter().find(|(e, _)| e.key_is(&name))
-                    {
-                        self.diags.push(
-                            Diagnostic::new(
-                                Code::DuplicateKey,
-                                k.span,
-                                format!("duplicate key `{name}`"),
-                            )
-                            .note(first.span, format!("`{name}` is first defined here"))
-                            .help("remove one of the two entries; YAML loaders silently keep only the last one"),
-                        );
-                        // Keeping one entry avoids a cascade (two `start` states, …).
-                        return;
-                    }
-                    entries.push((k, node));
                 }
-            },
+            }
         }
     }
 
@@ -448,6 +664,8 @@ fn apply_merges(entries: Vec<(Node, Node)>, merges: Vec<Node>) -> Vec<(Node, Nod
         return entries;
     }
     let mut merged: Vec<(Node, Node)> = Vec::new();
+    // The keys already present, explicit or merged: a set, so merging large maps stays linear.
+    let mut taken: HashSet<Option<String>> = entries.iter().map(|(k, _)| k.key_str()).collect();
     let sources = merges.into_iter().flat_map(|m| match m.value {
         Value::Seq(items) => items,
         _ => vec![m],
@@ -455,12 +673,7 @@ fn apply_merges(entries: Vec<(Node, Node)>, merges: Vec<Node>) -> Vec<(Node, Nod
     for src in sources {
         if let Value::Map(src_entries) = src.value {
             for (k, v) in src_entries {
-                let name = k.key_str();
-                let taken = merged
-                    .iter()
-                    .chain(entries.iter())
-                    .any(|(e, _)| e.key_str() == name);
-                if !taken {
+                if taken.insert(k.key_str()) {
                     merged.push((k, v));
                 }
             }
@@ -670,6 +883,181 @@ mod tests {
         let node = node.unwrap();
         assert_eq!(node.get("a").unwrap().as_str(), Some("yes"));
         assert_eq!(node.get("b").unwrap().as_str(), Some("1"));
+    }
+
+    /// Runs `f` on another thread and fails if it has not finished within a minute: the
+    /// inputs below take well under a second each, so only a hang (or a quadratic blow-up that
+    /// amounts to one) trips it.
+    fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("parsing did not finish within a minute")
+    }
+
+    fn codes(diags: &Diagnostics) -> Vec<Code> {
+        diags.iter().map(|d| d.code).collect()
+    }
+
+    #[test]
+    fn an_alias_bomb_stops_at_the_node_limit() {
+        // 9 levels of 9 aliases: 9^9 (387 million) copies from under 500 bytes.
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            let aliases = vec![format!("*{}", w[0]); 9].join(", ");
+            text.push_str(&format!("{}: &{} [{aliases}]\n", w[1], w[1]));
+        }
+        let (node, diags) = within_a_minute(move || load(&text));
+        assert!(node.is_none());
+        assert_eq!(codes(&diags), [Code::LimitExceeded]);
+        let d = diags.iter().next().unwrap();
+        assert!(d.message.contains(&MAX_NODES.to_string()), "{}", d.message);
+    }
+
+    #[test]
+    fn aliases_within_the_limit_are_expanded() {
+        let (node, diags) = load("a: &a [1, 2]\nb: [*a, *a]\n");
+        assert!(diags.is_empty(), "{diags:?}");
+        assert_eq!(
+            node.unwrap().get("b").unwrap().to_json(),
+            serde_json::json!([[1, 2], [1, 2]])
+        );
+    }
+
+    #[test]
+    fn nesting_stops_at_the_depth_limit() {
+        // 60 000 levels of block lists: without the limit, the tree's recursive walks (and its
+        // drop) overflow the stack.
+        let deep = format!("{}1\n", "- ".repeat(60_000));
+        let (node, diags) = within_a_minute(move || load(&deep));
+        assert!(node.is_none());
+        assert_eq!(codes(&diags), [Code::LimitExceeded]);
+        assert!(diags.iter().next().unwrap().message.contains("256"));
+        // At the limit itself, the document is read (and walked) as usual.
+        let ok = format!("{}1\n", "- ".repeat(MAX_DEPTH));
+        let (node, diags) = load(&ok);
+        assert!(diags.is_empty(), "{diags:?}");
+        assert!(node.unwrap().to_json().is_array());
+    }
+
+    #[test]
+    fn a_map_with_many_keys_is_read_in_linear_time() {
+        // 200 000 keys, one duplicate at the end: a scan of the entries per key (as duplicate
+        // detection once was) takes minutes here.
+        let mut text: String = (0..200_000).map(|i| format!("k{i}: {i}\n")).collect();
+        text.push_str("k7: again\n");
+        let (node, diags) = within_a_minute(move || load(&text));
+        assert_eq!(node.unwrap().as_map().unwrap().len(), 200_000);
+        let d: Vec<_> = diags.iter().collect();
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].code, Code::DuplicateKey);
+        assert_eq!(d[0].notes[0].span.unwrap().start.line, 8);
+    }
+
+    #[test]
+    fn merging_large_maps_keeps_explicit_keys() {
+        let base: String = (0..50_000).map(|i| format!(" k{i}: {i},")).collect();
+        let text = format!("base: &b {{{base} last: 0}}\nder:\n  <<: *b\n  k3: mine\n");
+        let (node, diags) = within_a_minute(move || load(&text));
+        assert!(diags.is_empty(), "{diags:?}");
+        let der = node.unwrap().get("der").unwrap().clone();
+        assert_eq!(der.as_map().unwrap().len(), 50_001);
+        assert_eq!(der.get("k3").unwrap().as_str(), Some("mine"));
+    }
+
+    #[test]
+    fn positions_on_a_long_line_with_wide_characters() {
+        // Byte offsets come from the parser's character index, found by walking from the last
+        // position: a one-line document of 100 000 items is linear, not quadratic.
+        let items: Vec<String> = (0..100_000).map(|i| format!("é{i}")).collect();
+        let text = format!("[{}]", items.join(", "));
+        let (node, diags) = within_a_minute(move || load(&text));
+        assert!(diags.is_empty());
+        let node = node.unwrap();
+        let last = &node.as_seq().unwrap()[99_999];
+        assert_eq!(last.as_str(), Some("é99999"));
+        let (node, _) = load("a: [é, \"ü\", x]\nb: ñ\n");
+        let node = node.unwrap();
+        let x = &node.get("a").unwrap().as_seq().unwrap()[2];
+        assert_eq!((x.span.start.line, x.span.start.col), (1, 13));
+        // `a: [é, "ü", x]`: é and ü are two bytes each.
+        assert_eq!(x.span.start.offset, 14);
+        let b = node.get("b").unwrap();
+        assert_eq!(
+            (b.span.start.line, b.span.start.col, b.span.start.offset),
+            (2, 4, 20)
+        );
+        assert_eq!(b.span.end.offset, 22);
+    }
+
+    #[test]
+    fn offsets_agree_with_lines_and_columns() {
+        fn walk(node: &Node, file: &SourceFile) {
+            for pos in [node.span.start, node.span.end] {
+                let at = file.pos_at(pos.line as usize, pos.col as usize - 1);
+                assert_eq!(at, pos, "{:?}", node.value);
+            }
+            match &node.value {
+                Value::Seq(items) => items.iter().for_each(|i| walk(i, file)),
+                Value::Map(entries) => entries.iter().for_each(|(k, v)| {
+                    walk(k, file);
+                    walk(v, file);
+                }),
+                _ => {}
+            }
+        }
+        for text in [
+            "a: 1\r\nb:\r\n  - ü\r\n  - {x: 'ÿ'}\r\n",
+            "s: |\n  línea\n  dos\nt: >\n  ñ\nu: 3\t# tab\n",
+            "a:\n\n\n  # c é\n  b: \"😀\" # 😀\n  c: [1,\n    2]\n",
+        ] {
+            let mut map = SourceMap::new();
+            let id = map.add(SourceFile::new("t".into(), "t".into(), text.into()));
+            let mut diags = Diagnostics::new();
+            let node = parse(map.get(id), id, &mut diags);
+            assert!(diags.is_empty(), "{text:?}: {diags:?}");
+            walk(&node.unwrap(), map.get(id));
+        }
+        // A byte order mark takes no column, and the offsets step over its three bytes.
+        let (node, _) = load("\u{feff}a: 1\nb: [é, 2]\n");
+        let node = node.unwrap();
+        let (a, _) = &node.as_map().unwrap()[0];
+        assert_eq!((a.span.start.col, a.span.start.offset), (1, 3));
+        let two = &node.get("b").unwrap().as_seq().unwrap()[1];
+        assert_eq!((two.span.start.line, two.span.start.col), (2, 8));
+        assert_eq!(two.span.start.offset, 16);
+    }
+
+    #[test]
+    fn control_characters_are_not_yaml_text() {
+        let (node, diags) = load("a: 1\nb: x\u{0}y\n");
+        assert!(node.is_none());
+        assert_eq!(codes(&diags), [Code::NotYamlText]);
+        let d = diags.iter().next().unwrap();
+        let start = d.span.unwrap().start;
+        assert_eq!((start.line, start.col), (2, 5));
+        assert!(d.message.contains("U+0000"), "{}", d.message);
+        assert_eq!(unprintable("tab\there\r\n\u{85}é"), None);
+        assert_eq!(unprintable("a\u{7f}"), Some((1, '\u{7f}')));
+    }
+
+    #[test]
+    fn only_lists_and_maps_are_structured() {
+        let parse_shape = |text: &str| {
+            let mut map = SourceMap::new();
+            let id = map.add(SourceFile::new("t".into(), "t".into(), text.into()));
+            parse_document(map.get(id), id, &mut Diagnostics::new()).structured
+        };
+        assert!(parse_shape("a: 1"));
+        assert!(parse_shape("# c\n- 1"));
+        assert!(parse_shape("a: [1, 2\n"));
+        assert!(!parse_shape(
+            "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1::/:\n"
+        ));
+        assert!(!parse_shape(""));
     }
 
     #[test]
