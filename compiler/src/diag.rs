@@ -161,6 +161,10 @@ codes! {
     /// A number of seconds (a timeout, a backoff) that no run can wait: negative, not a number,
     /// infinite, or longer than a year.
     InvalidDuration = "FM0411", Error, "a duration is negative, not a number, infinite or longer than a year";
+    /// The `metadata` an `mdap_voting` state's agent carries cannot be used: a parsing pattern
+    /// that does not compile or has no group, an unknown parsing `type`, or a misshapen `mdap`,
+    /// `parsing` or `validation`.
+    InvalidMdapMetadata = "FM0412", Error, "an `mdap_voting` agent's `metadata` has a pattern that does not compile, an unknown parsing `type`, or a misshapen `mdap`/`parsing`/`validation`";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.

@@ -2,6 +2,7 @@
 
 pub mod features;
 mod graph;
+mod mdap;
 mod signals;
 pub(crate) mod templates;
 #[cfg(test)]
@@ -181,6 +182,7 @@ fn check_machine(
     }
 
     signals::check_machine(project, m, templates, &context_keys, diags);
+    mdap::check_machine(project, m, diags);
     for state in &data.states {
         check_state_options(state, diags);
         tools::check_state(project, m, state, diags);
