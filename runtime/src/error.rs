@@ -99,6 +99,17 @@ pub enum Error {
         #[source]
         source: crate::persistence::PersistenceError,
     },
+    /// The run was asked to stop ([`Runtime::run_until`](crate::Runtime::run_until)) and
+    /// stopped before the body of `state` ran; its latest checkpoint resumes it there.
+    #[error("machine `{machine}`: execution {execution_id} stopped before state `{state}`")]
+    Stopped {
+        /// `data.name`.
+        machine: String,
+        /// The execution to resume.
+        execution_id: String,
+        /// The state a resume runs next.
+        state: String,
+    },
     /// `resume_from` names an execution that has no checkpoint.
     #[error("machine `{machine}`: no checkpoint found for execution {execution_id}")]
     NotFound {

@@ -8,6 +8,7 @@ pub use crate::executor::env::{RunOptions, Runtime};
 use crate::hooks::{HooksRegistry, MachineHooks};
 use crate::invoker::Invoker;
 use crate::machine::Machine;
+use crate::persistence::snapshot::Latest;
 use crate::persistence::{CheckpointBackend, ConfigStore, ExecutionLock};
 use crate::results::ResultBackend;
 use crate::tools::{ToolProvider, ToolRegistry};
@@ -79,6 +80,33 @@ impl Runtime {
             },
             None => Outcome::Finished(ended.output),
         })
+    }
+
+    /// Runs `machine` with options until it ends or `stop` is set (from a signal handler,
+    /// another task or thread). A run told to stop finishes the state it is in, then ends with
+    /// [`Error::Stopped`] right before the next state's body runs, when that state's `execute`
+    /// checkpoint is saved: resuming the execution ([`RunOptions::resume_from`]) runs that
+    /// state next and no completed state again. Child machines are not interrupted.
+    pub async fn run_until(
+        &self,
+        machine: &Machine,
+        input: Value,
+        options: RunOptions,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Value, Error> {
+        crate::executor::run_until(self, machine, input, options, stop).await
+    }
+
+    /// The latest checkpoint of `execution_id` in the store where `machine`, run by this
+    /// runtime, keeps its checkpoints (the runtime's backend, else the one `data.persistence`
+    /// names): `None` when it has none, or when the machine writes no checkpoints. Lets a
+    /// caller refuse to start a fresh run under an id that already has a history.
+    pub async fn latest_checkpoint(
+        &self,
+        machine: &Machine,
+        execution_id: &str,
+    ) -> Result<Option<Latest>, Error> {
+        crate::executor::latest_checkpoint(self, machine, execution_id).await
     }
 
     /// Runs `machine` with options.

@@ -14,9 +14,11 @@ use flatmachines::signals::{
 };
 use flatmachines::unstable::snapshot::load_latest;
 use flatmachines::{Machine, RunOptions, Runtime};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Parser)]
 #[command(
@@ -37,13 +39,16 @@ enum Command {
         /// checkpoints are in a SQLite database: the config then comes from its config store.
         #[arg(short, long, required_unless_present = "resume_from")]
         config: Option<PathBuf>,
-        /// The input, as a JSON object.
+        /// The input: a JSON object, `@FILE` to read it from a file, or `-` to read it from
+        /// standard input. Integers must fit in 64 bits.
         #[arg(short, long, default_value = "{}")]
         input: String,
         /// At most this many states run.
         #[arg(long)]
         max_steps: Option<u64>,
-        /// The execution id (default: a new UUID).
+        /// The execution id (default: a new UUID). An id that already has checkpoints is
+        /// refused (use `--resume-from`), unless its execution finished: its stored output is
+        /// then printed again and nothing runs.
         #[arg(short, long)]
         execution_id: Option<String>,
         /// The parent execution id (lineage of child machines).
@@ -299,7 +304,9 @@ async fn machine_from_store(backend: &SqliteBackend, id: &str) -> Result<Machine
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging();
-    match run_inner(args) {
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signals(&stop);
+    match run_inner(args, stop) {
         Ok(output) => {
             println!(
                 "{}",
@@ -307,16 +314,162 @@ fn run(args: RunArgs) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(cause) => {
-            eprintln!("error: {cause}");
-            ExitCode::from(1)
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }
 
-fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
-    let input: serde_json::Value =
-        serde_json::from_str(&args.input).map_err(|e| format!("invalid JSON input: {e}"))?;
+/// Why `run` failed, and its exit code: 1, or 128 + the signal number when SIGINT (130) or
+/// SIGTERM (143) stopped it.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, code: 1 }
+    }
+}
+
+/// The signal that asked `run` to stop (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// The run's stop flag, for the signal handler.
+static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// On the first SIGINT or SIGTERM, asks the run to stop at its next safe point (the run ends
+/// with `Error::Stopped`); on a second one, exits at once, the run resuming from its last
+/// checkpoint as after a crash.
+fn stop_on_signals(stop: &Arc<AtomicBool>) {
+    extern "C" fn on_signal(signal: libc::c_int) {
+        // Only async-signal-safe work here: atomics, write(2) and _exit(2).
+        let first = SIGNAL
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        let message: &[u8] = if first {
+            if let Some(stop) = STOP.get() {
+                stop.store(true, Ordering::SeqCst);
+            }
+            b"flatmachines: stopping after the current state (signal again to exit at once)\n"
+        } else {
+            b"flatmachines: exiting at once; resume from the last checkpoint\n"
+        };
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is static.
+        unsafe {
+            libc::write(2, message.as_ptr().cast(), message.len());
+            if !first {
+                libc::_exit(128 + signal);
+            }
+        }
+    }
+    if STOP.set(stop.clone()).is_err() {
+        return;
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler only does
+        // async-signal-safe work.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                tracing::warn!("cannot handle signal {signal}: it stops the run at once");
+            }
+        }
+    }
+}
+
+/// The name of `signal` for messages.
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGINT => "SIGINT",
+        libc::SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+/// Reads `--input`: JSON text, `@FILE` or `-` (standard input). The input must be an object,
+/// and its integers must fit in 64 bits: larger ones would silently become floats.
+fn read_input(arg: &str) -> Result<serde_json::Value, String> {
+    let (text, source) = if arg == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| format!("--input -: cannot read standard input: {e}"))?;
+        (text, "the input on standard input".to_string())
+    } else if let Some(path) = arg.strip_prefix('@') {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--input @{path}: cannot read {path}: {e}"))?;
+        (text, format!("the input in {path}"))
+    } else {
+        (arg.to_string(), "--input".to_string())
+    };
+    if let Some(integer) = integer_beyond_64_bits(text.as_bytes()) {
+        return Err(format!(
+            "{source}: the integer {integer} does not fit in 64 bits and would lose precision; \
+             pass it as a string"
+        ));
+    }
+    let input = flatmachines::unstable::snapshot::parse_json(text.as_bytes())
+        .map_err(|e| format!("{source} is not valid JSON: {e}"))?;
+    let kind = match &input {
+        serde_json::Value::Object(_) => return Ok(input),
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+    };
+    Err(format!(
+        "{source} must be a JSON object ({{\"key\": value, ...}}), not {kind}"
+    ))
+}
+
+/// The first integer literal of the JSON `text` (outside strings) that neither `i64` nor `u64`
+/// holds: serde_json would read it as the nearest float.
+fn integer_beyond_64_bits(text: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len()
+                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let token = std::str::from_utf8(&text[start..i]).unwrap_or_default();
+                let integer = !token.contains(['.', 'e', 'E']);
+                if integer && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                    // Malformed tokens (`--1`) are left to the JSON parser to report.
+                    if token
+                        .trim_start_matches('-')
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                        && token.len() > 1
+                    {
+                        return Some(token.to_string());
+                    }
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+fn run_inner(args: RunArgs, stop: Arc<AtomicBool>) -> Result<serde_json::Value, Failure> {
+    let input = read_input(&args.input)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -333,7 +486,8 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
                 return Err(format!(
                     "no --config given and no checkpoint database at {} (set --db or FLATMACHINES_DB_PATH)",
                     path.display()
-                ));
+                )
+                .into());
             }
             Some(open_sqlite(path)?)
         }
@@ -343,7 +497,7 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
         (Some(config), _, _) => load_machine(config, args.allow_errors)?,
         (None, Some((backend, _)), Some(id)) => tokio.block_on(machine_from_store(backend, id))?,
         // clap requires --config unless --resume-from is given.
-        _ => return Err("--config is required".into()),
+        _ => return Err(String::from("--config is required").into()),
     };
     let mut builder = Runtime::builder();
     if let Some((backend, lock)) = sqlite {
@@ -355,6 +509,29 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
             .signal_backend(Arc::new(signals));
     }
     let rt = builder.build();
+    // A fresh run under an id that has a history would mix the two.
+    if let (None, Some(id)) = (&args.resume_from, &args.execution_id)
+        && let Some(latest) = tokio
+            .block_on(rt.latest_checkpoint(&machine, id))
+            .map_err(|e| first_line(&e.to_string()))?
+    {
+        if latest.snapshot.event.as_deref() == Some("machine_end") {
+            eprintln!(
+                "execution {id} already finished; printing its stored output (nothing runs, \
+                 the input is not used)"
+            );
+            return Ok(latest
+                .snapshot
+                .output
+                .unwrap_or_else(|| serde_json::json!({})));
+        }
+        return Err(format!(
+            "execution {id} already has checkpoints (latest `{}`, state `{}`): resume it with \
+             --resume-from {id}, or choose another --execution-id",
+            latest.key, latest.snapshot.current_state
+        )
+        .into());
+    }
     let options = RunOptions {
         max_steps: args.max_steps,
         execution_id: args.execution_id,
@@ -363,14 +540,45 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, String> {
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let output = tokio.block_on(rt.run_with(&machine, input, options));
+    let output = tokio.block_on(rt.run_until(&machine, input, options, stop));
     if args.timing {
         eprintln!(
             "run took {:.3} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    output.map_err(|e| first_line(&e.to_string()))
+    match output {
+        Ok(output) => Ok(output),
+        Err(flatmachines::Error::Stopped {
+            execution_id,
+            state,
+            ..
+        }) => {
+            let signal = SIGNAL.load(Ordering::SeqCst);
+            let resumable = tokio
+                .block_on(rt.latest_checkpoint(&machine, &execution_id))
+                .is_ok_and(|l| l.is_some());
+            let how = if resumable {
+                format!(
+                    "resume it with `flatmachines run --resume-from {execution_id}` (and the \
+                     same --config/--db)"
+                )
+            } else {
+                "its checkpoints were not kept (the machine's persistence is memory or \
+                 disabled), so it cannot be resumed"
+                    .to_string()
+            };
+            Err(Failure {
+                message: format!(
+                    "interrupted by {}: execution {execution_id} stopped before state \
+                     `{state}`; {how}",
+                    signal_name(signal)
+                ),
+                code: u8::try_from(128 + signal).unwrap_or(1),
+            })
+        }
+        Err(e) => Err(first_line(&e.to_string()).into()),
+    }
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime, String> {

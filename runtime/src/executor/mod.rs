@@ -9,6 +9,7 @@ use crate::template::{Prepared, Vars};
 use env::{RunOptions, Runtime};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An error raised inside a state, before `on_error` decides what happens: a Python exception's
 /// class and message.
@@ -60,6 +61,8 @@ pub(crate) struct Run<'a> {
     /// MCP servers started by this run's tool loops, by agent name; shut down when it ends.
     #[cfg(feature = "mcp")]
     pub mcp: Vec<(String, Arc<crate::tools::McpServers>)>,
+    /// Set from outside (`Runtime::run_until`) to stop the run at its next safe point.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 /// What a child run inherits from its parent (`parallel-and-launch.md` §1).
@@ -103,7 +106,45 @@ pub(crate) async fn run_ended(
     input: Value,
     opts: RunOptions,
 ) -> Result<Ended, Error> {
-    run_detailed(rt, machine, input, opts, Inherited::default()).await
+    run_detailed(rt, machine, input, opts, Inherited::default(), None).await
+}
+
+/// [`run`], stopping at the next safe point once `stop` is set: right before a state's body
+/// runs, when its `execute` checkpoint is saved, so a resume re-enters that state and no
+/// completed state runs again. Child machines finish the state they run in.
+pub(crate) async fn run_until(
+    rt: &Runtime,
+    machine: &Machine,
+    input: Value,
+    opts: RunOptions,
+    stop: Arc<AtomicBool>,
+) -> Result<Value, Error> {
+    Ok(
+        run_detailed(rt, machine, input, opts, Inherited::default(), Some(stop))
+            .await?
+            .output,
+    )
+}
+
+/// The latest checkpoint of `execution_id` where `machine`, run by `rt`, keeps its
+/// checkpoints (`None` when there is none, or the machine writes none).
+pub(crate) async fn latest_checkpoint(
+    rt: &Runtime,
+    machine: &Machine,
+    execution_id: &str,
+) -> Result<Option<crate::persistence::snapshot::Latest>, Error> {
+    let def = &*machine.def;
+    let persist = checkpoint::Persist::new(rt, def, execution_id, None)?;
+    let Some(backend) = persist.backend() else {
+        return Ok(None);
+    };
+    crate::persistence::snapshot::load_latest(backend.as_ref(), execution_id)
+        .await
+        .map_err(|source| Error::Persistence {
+            machine: def.name.clone(),
+            execution_id: execution_id.to_string(),
+            source,
+        })
 }
 
 /// Runs `machine` sharing `inherited` components with a parent run.
@@ -114,7 +155,7 @@ pub(crate) async fn run_inherited(
     opts: RunOptions,
     inherited: Inherited,
 ) -> Result<Value, Error> {
-    Ok(run_detailed(rt, machine, input, opts, inherited)
+    Ok(run_detailed(rt, machine, input, opts, inherited, None)
         .await?
         .output)
 }
@@ -125,6 +166,7 @@ async fn run_detailed(
     input: Value,
     opts: RunOptions,
     inherited: Inherited,
+    stop: Option<Arc<AtomicBool>>,
 ) -> Result<Ended, Error> {
     let def = &*machine.def;
     let hooks = match (&rt.hooks, &def.hooks) {
@@ -166,6 +208,7 @@ async fn run_detailed(
         parked_on: None,
         #[cfg(feature = "mcp")]
         mcp: Vec::new(),
+        stop,
     };
     run.persist.acquire(&run.execution_id, &def.name).await?;
     let result = run.execute(input, &opts).await;
@@ -237,6 +280,15 @@ impl Run<'_> {
                 .await?;
             // Nothing pending may outlive this point: the body has effects outside the run.
             self.flush_checkpoints().await?;
+            // The safe point to stop at: this state's `execute` checkpoint is saved and its body
+            // has not started, so a resume runs it once and nothing before it again.
+            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return Err(Error::Stopped {
+                    machine: def.name.clone(),
+                    execution_id: self.execution_id.clone(),
+                    state: state.name.clone(),
+                });
+            }
             let output = match self.run_state(state).await {
                 Ok(_) if self.parked.is_some() => {
                     let channel = self.parked.take().unwrap_or_default();

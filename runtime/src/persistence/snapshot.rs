@@ -244,6 +244,24 @@ fn decode_slowly(bytes: &[u8], first: serde_json::Error) -> Result<Value, Snapsh
     }
 }
 
+/// Parses one JSON document as the snapshot decoder does: nested up to [`MAX_SNAPSHOT_DEPTH`]
+/// levels (`serde_json` alone stops at 128), so that what a checkpoint can hold can also come
+/// in, e.g. as the input of `flatmachines run`. Bare `NaN`/`Infinity` are not accepted here.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, SnapshotError> {
+    match serde_json::from_slice(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) if super::deep_json::nesting_depth(bytes, 127) > 127 => {
+            super::deep_json::parse(bytes, MAX_SNAPSHOT_DEPTH).map_err(|e| match e {
+                super::deep_json::DeepError::TooDeep { limit } => SnapshotError::TooDeep { limit },
+                super::deep_json::DeepError::Syntax(message) => {
+                    SnapshotError::Json(format!("{message} ({first})"))
+                }
+            })
+        }
+        Err(first) => Err(SnapshotError::Json(first.to_string())),
+    }
+}
+
 /// Whether `v` nests more than `levels` arrays and objects (itself included). Recurses at most
 /// `levels` deep, so it is safe on any value.
 fn deeper_than(v: &Value, levels: usize) -> bool {
