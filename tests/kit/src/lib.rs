@@ -4,15 +4,19 @@
 //! - [`FnAdapter`]: agent adapters whose agents answer with a function, with constructors for
 //!   echo, scripted, failing and slow agents and modifiers for flaky, delayed and priced ones;
 //! - [`TempDir`]: a unique temporary directory removed on drop;
-//! - [`FakeLlm`]: a scripted OpenAI-compatible chat-completions server on 127.0.0.1.
+//! - [`FakeLlm`]: a scripted OpenAI-compatible chat-completions server on 127.0.0.1;
+//! - [`RawHttp`]: a server on 127.0.0.1 whose replies a test writes byte by byte (garbage,
+//!   endless bodies, resets, silence).
 //!
 //! It depends on `flatmachines` without its default features, so using it as a
 //! dev-dependency of the runtime does not turn features on in the runtime's own builds.
 
 pub mod adapter;
 pub mod fake_llm;
+pub mod raw_http;
 pub mod temp;
 
 pub use adapter::{Call, FnAdapter, Reply};
 pub use fake_llm::FakeLlm;
+pub use raw_http::{Conn, RawHttp};
 pub use temp::TempDir;
