@@ -60,6 +60,8 @@ mod compiled {
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_transition_exit/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/tool_loop_chain_reuse/machine.yml");
     flatmachines::include_machine!("../fixtures/conformance/wait_for_park/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/mdap_voting_parsing/machine.yml");
+    flatmachines::include_machine!("../fixtures/conformance/mdap_voting_validation/machine.yml");
 }
 
 fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
@@ -86,6 +88,8 @@ fn compiled(path: &Path) -> Result<Machine, flatmachines::Error> {
         "tool_loop_transition_exit" => compiled::tool_loop_transition_exit::machine(),
         "tool_loop_chain_reuse" => compiled::tool_loop_chain_reuse::machine(),
         "wait_for_park" => compiled::approval_park::machine(),
+        "mdap_voting_parsing" => compiled::mdap_parsing::machine(),
+        "mdap_voting_validation" => compiled::mdap_validation::machine(),
         other => panic!("case {other} is not compiled into this test; add it to `mod compiled`"),
     }
 }
