@@ -137,6 +137,8 @@ codes! {
     UndefinedVariable = "FM0309", Error, "a template reads a variable that is not defined at its site";
     /// A template or bare path reads a variable its site does not define: it is always empty.
     EmptyVariable = "FM0310", Warning, "a template or bare path reads a variable that is always empty at its site";
+    /// A template uses a construct the runtime renders differently than the reference (docs/compatibility.md).
+    TemplateDivergence = "FM0311", Warning, "a template uses a Jinja2 construct that behaves differently here";
     /// `execution.type` is unknown.
     UnknownExecutionType = "FM0401", Error, "`execution.type` is not default, retry, parallel or mdap_voting";
     /// A retry backoff is negative.

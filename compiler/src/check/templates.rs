@@ -93,6 +93,16 @@ impl Templates {
                 return None;
             }
         };
+        for (start, end, what) in divergent_constructs(text) {
+            diags.push(
+                Diagnostic::new(
+                    Code::TemplateDivergence,
+                    span_in_scalar(node, start, end, sources),
+                    format!("template in {} uses {what}", scope.site),
+                )
+                .help(divergence_help(what)),
+            );
+        }
         let paths: BTreeSet<String> = tmpl.undeclared_variables(true).into_iter().collect();
         let roots: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
         for root in &roots {
@@ -227,6 +237,101 @@ impl Templates {
 }
 
 /// `root` is read in a per-item foreach template, where it is always empty.
+/// Python methods that modify a list or dict in place. Template values are immutable in the
+/// runtime, so calling one is an error there (Jinja2 modifies the object).
+const MUTATING_METHODS: &[&str] = &[
+    "append",
+    "extend",
+    "insert",
+    "remove",
+    "pop",
+    "popitem",
+    "setdefault",
+    "update",
+    "clear",
+    "sort",
+    "reverse",
+];
+
+/// What [`divergent_constructs`] reports.
+const MUTATION: &str = "a method that modifies a list or dict in place";
+const MACRO_VARARGS: &str = "`varargs`/`kwargs`, which macros do not collect here";
+
+/// The constructs of `text` the runtime renders differently than Jinja2
+/// (`docs/compatibility.md`, "Running"), as byte ranges in `text`: calls of mutating methods
+/// (`x.append(…)`) and the implicit macro variables `varargs` / `kwargs`. Only the insides of
+/// `{{ … }}` and `{% … %}` are scanned, string literals skipped.
+pub(crate) fn divergent_constructs(text: &str) -> Vec<(usize, usize, &'static str)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let close = match &bytes[i..i + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => {
+                // Comments hold no code.
+                i = text[i..].find("#}").map_or(bytes.len(), |e| i + e + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        i += 2;
+        let mut quote: Option<u8> = None;
+        while i < bytes.len() {
+            let b = bytes[i];
+            if let Some(q) = quote {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == q {
+                    quote = None;
+                }
+                i += 1;
+                continue;
+            }
+            if b == b'\'' || b == b'"' {
+                quote = Some(b);
+                i += 1;
+                continue;
+            }
+            if bytes[i..].starts_with(close) {
+                i += 2;
+                break;
+            }
+            if b.is_ascii_alphabetic() || b == b'_' {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let word = &text[start..i];
+                let after_dot = text[..start].trim_end().ends_with('.');
+                let called = text[i..].trim_start().starts_with('(');
+                if after_dot && called && MUTATING_METHODS.contains(&word) {
+                    out.push((start, i, MUTATION));
+                } else if !after_dot && matches!(word, "varargs" | "kwargs") {
+                    out.push((start, i, MACRO_VARARGS));
+                }
+                continue;
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+fn divergence_help(what: &str) -> String {
+    if what == MUTATION {
+        "template values cannot be modified at run time (the call fails); build values with \
+         `namespace()`, `{% set x = x + [item] %}` or filters"
+            .to_owned()
+    } else {
+        "declare the arguments the macro takes (`{% macro m(a, b=none) %}`)".to_owned()
+    }
+}
+
 fn foreach_scope(root: &str, node: &Node, scope: &Scope<'_>) -> Diagnostic {
     Diagnostic::new(
         Code::ForeachScope,
@@ -417,4 +522,53 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
         i -= 1;
     }
     i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::divergent_constructs;
+    use crate::check::test_support::check_files;
+
+    fn found(text: &str) -> Vec<&str> {
+        divergent_constructs(text)
+            .into_iter()
+            .map(|(s, e, _)| &text[s..e])
+            .collect()
+    }
+
+    #[test]
+    fn finds_mutating_calls_and_macro_varargs() {
+        assert_eq!(
+            found("{% set _ = context.items.append(1) %}{{ d.pop ('a') }}"),
+            vec!["append", "pop"]
+        );
+        assert_eq!(
+            found("{% macro m() %}{{ varargs }}{{ kwargs.x }}{% endmacro %}"),
+            vec!["varargs", "kwargs"]
+        );
+        // Not calls, other names, plain text, string literals and comments.
+        assert!(found("{{ d.pop }}{{ x.appendix() }}{{ context.kwargs }}").is_empty());
+        assert!(found("call x.append(1) {{ 'y.append(2)' }}{# z.pop() #}").is_empty());
+        assert!(found("{{ '%s' % x }}{{ a ~ b }}{{ s.upper() }}").is_empty());
+    }
+
+    #[test]
+    fn warns_with_fm0311_where_the_call_is() {
+        let machine = "spec: flatmachine
+spec_version: \"2.6.0\"
+data:
+  name: t
+  states:
+    start:
+      type: initial
+      transitions: [{to: done}]
+    done:
+      type: final
+      output:
+        a: \"{% set _ = context.log.append(1) %}{{ context.log }}\"
+        b: \"{{ '%.2f' % context.x }}\"
+";
+        let (codes, _) = check_files(&[("machine.yml", machine)]);
+        assert_eq!(codes, vec!["FM0311 machine.yml:12:36"]);
+    }
 }

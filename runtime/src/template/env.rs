@@ -305,6 +305,15 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
     });
     // Jinja2 has no `debug()` global (minijinja's would print every variable).
     env.remove_global("debug");
+    // Nor these minijinja-only filters and tests: a template using them fails in the
+    // reference, so it fails here too (at compile time, like Jinja2's unknown names).
+    for name in ["split", "lines", "bool", "chain", "zip"] {
+        env.remove_filter(name);
+    }
+    for name in ["startingwith", "endingwith", "safe"] {
+        env.remove_test(name);
+    }
+    env.add_function("lipsum", lipsum);
     env.set_unknown_method_callback(call_method);
     env
 }
@@ -1320,7 +1329,34 @@ fn py_title(s: &str) -> String {
     out
 }
 
+/// `str` methods that take no argument.
+const NO_ARG_STR_METHODS: &[&str] = &[
+    "upper",
+    "lower",
+    "casefold",
+    "title",
+    "capitalize",
+    "swapcase",
+    "isdigit",
+    "isnumeric",
+    "isdecimal",
+    "isalpha",
+    "isalnum",
+    "isspace",
+    "isupper",
+    "islower",
+    "istitle",
+    "isidentifier",
+    "isascii",
+];
+
 fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
+    if !args.is_empty() && NO_ARG_STR_METHODS.contains(&name) {
+        return Err(py_error(
+            "TypeError",
+            format!("str.{name}() takes no arguments ({} given)", args.len()),
+        ));
+    }
     let v = match name {
         "upper" => Value::from(s.to_uppercase()),
         "lower" => Value::from(s.to_lowercase()),
@@ -2001,6 +2037,142 @@ fn round(
             "FilterArgumentError",
             "method must be common, ceil or floor",
         )),
+    }
+}
+
+/// The words of Jinja2's `lipsum` text.
+const LOREM: &[&str] = &[
+    "lorem",
+    "ipsum",
+    "dolor",
+    "sit",
+    "amet",
+    "consectetuer",
+    "adipiscing",
+    "elit",
+    "sed",
+    "diam",
+    "nonummy",
+    "nibh",
+    "euismod",
+    "tincidunt",
+    "ut",
+    "laoreet",
+    "dolore",
+    "magna",
+    "aliquam",
+    "erat",
+    "volutpat",
+    "wisi",
+    "enim",
+    "ad",
+    "minim",
+    "veniam",
+    "quis",
+    "nostrud",
+    "exerci",
+    "tation",
+    "ullamcorper",
+    "suscipit",
+    "lobortis",
+    "nisl",
+    "aliquip",
+    "ex",
+    "ea",
+    "commodo",
+    "consequat",
+    "duis",
+    "autem",
+    "vel",
+    "eum",
+    "iriure",
+    "in",
+    "hendrerit",
+    "vulputate",
+    "velit",
+    "esse",
+    "molestie",
+    "illum",
+    "eu",
+    "feugiat",
+    "nulla",
+    "facilisis",
+    "at",
+    "vero",
+    "eros",
+    "et",
+    "accumsan",
+    "iusto",
+    "odio",
+    "dignissim",
+    "qui",
+    "blandit",
+    "praesent",
+    "luptatum",
+    "zzril",
+    "delenit",
+    "augue",
+    "te",
+    "feugait",
+    "facilisi",
+];
+
+/// The `lipsum(n=5, html=True, min=20, max=100)` global: `n` paragraphs of random lorem
+/// ipsum words (random like Jinja2's, so no two renders need agree).
+fn lipsum(args: Rest<ValueOrKwargs>) -> Result<Value, Error> {
+    let args = args.into_values();
+    let a = FilterArgs::new("generate_lorem_ipsum", &args, &["n", "html", "min", "max"])?;
+    let n = a.int(0)?.unwrap_or(5).clamp(0, 10_000) as usize;
+    let html = a.get(1).is_none_or(|v| v.is_true());
+    let min = a.int(2)?.unwrap_or(20);
+    let max = a.int(3)?.unwrap_or(100);
+    // Jinja2 draws each paragraph's length with `randrange(min, max)`.
+    if min >= max {
+        return Err(py_error(
+            "ValueError",
+            format!("empty range in randrange({min}, {max})"),
+        ));
+    }
+    let min = min.clamp(0, 100_000) as u64;
+    let max = (max.clamp(1, 100_001) as u64).max(min + 1);
+    let seed = std::collections::hash_map::RandomState::new();
+    let mut state = std::hash::BuildHasher::hash_one(&seed, 0u8) | 1;
+    let mut next = move || {
+        // xorshift64: any spread will do.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut paragraphs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let count = (min + next() % (max - min)).max(1);
+        let mut words: Vec<String> = (0..count)
+            .map(|_| LOREM[(next() % LOREM.len() as u64) as usize].to_owned())
+            .collect();
+        if let Some(first) = words.first_mut() {
+            *first = py_capitalize(first);
+        }
+        let mut text = words.join(" ");
+        text.push('.');
+        paragraphs.push(if html { format!("<p>{text}</p>") } else { text });
+    }
+    let out = paragraphs.join(if html { "\n" } else { "\n\n" });
+    Ok(if html {
+        Value::from_safe_string(out)
+    } else {
+        Value::from(out)
+    })
+}
+
+fn py_capitalize(s: &str) -> String {
+    let mut cs = s.chars();
+    match cs.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(cs.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
     }
 }
 

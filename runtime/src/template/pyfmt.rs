@@ -169,6 +169,9 @@ fn pad(sign: &str, body: &str, width: usize, left: bool, zero: bool) -> String {
 /// Python `fmt % rhs`.
 pub(crate) fn printf(fmt: &str, rhs: &Value) -> Result<String, Error> {
     let is_map = rhs.kind() == ValueKind::Map;
+    // Python skips the "not all arguments converted" check for any non-tuple argument with
+    // `__getitem__` (dicts, but also lists): `'x' % [1]` is `'x'`.
+    let subscriptable = is_map || (rhs.kind() == ValueKind::Seq && !rhs.is_tuple());
     let args: Vec<Value> = if rhs.is_tuple() {
         rhs.try_iter()?.collect()
     } else {
@@ -401,7 +404,7 @@ pub(crate) fn printf(fmt: &str, rhs: &Value) -> Result<String, Error> {
         };
         out.push_str(&piece);
     }
-    if !is_map && !used_map && next < args.len() {
+    if !subscriptable && !used_map && next < args.len() {
         return Err(py_error(
             "TypeError",
             "not all arguments converted during string formatting",

@@ -10,6 +10,9 @@ use minijinja::value::{Value as MjValue, ValueKind};
 /// Python `str()` of a template value (what `{{ v }}` prints without a finalizer, what
 /// `| string` and `| join` produce).
 pub(crate) fn mj_str(v: &MjValue) -> String {
+    if v.kind() == ValueKind::Bytes {
+        return mj_repr(v);
+    }
     match v.as_str() {
         Some(s) => s.to_owned(),
         None if v.is_undefined() => String::new(),
@@ -30,6 +33,9 @@ pub(crate) fn mj_repr(v: &MjValue) -> String {
 
 /// Appends Python `str()` of a template value.
 pub(crate) fn write_mj_str(out: &mut String, v: &MjValue) {
+    if v.kind() == ValueKind::Bytes {
+        return write_mj_repr(out, v, 0);
+    }
     match v.as_str() {
         Some(s) => out.push_str(s),
         None if v.is_undefined() => {}
