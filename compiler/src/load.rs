@@ -6,13 +6,29 @@
 use crate::diag::{Code, Diagnostic, Diagnostics};
 use crate::model::agent::{AgentDoc, ProfilesDoc, parse_agent, parse_profiles};
 use crate::model::machine::{AgentRef, MachineDoc, MachineRef, parse_machine};
-use crate::source::{FileId, SourceFile, SourceMap, Span, Spanned};
+use crate::source::{FileId, Pos, SourceFile, SourceMap, Span, Spanned};
 use crate::yaml::{self, Node};
 use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
 
 mod fs;
-pub use fs::{FileSystem, MemoryFs, RealFs, RecordingFs, Transcript};
+pub use fs::{
+    FileSystem, MAX_FILE_BYTES, MemoryFs, RealFs, RecordingFs, Transcript, read_regular_file,
+};
+
+/// Top-level keys of machine, agent and profiles documents (and of a file holding a typed
+/// agent ref): a file a machine names is read as a document only when it has one.
+const ENVELOPE_KEYS: &[&str] = &[
+    "spec",
+    "spec_version",
+    "data",
+    "metadata",
+    "type",
+    "model_profiles",
+    "default",
+    "override",
+];
 
 /// Index of a machine in [`Project::machines`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,7 +140,7 @@ pub fn load_with(input: Input<'_>, options: &LoadOptions, fs: &dyn FileSystem) -
     match input {
         Input::File(path) => {
             let path = normalize(path);
-            if let Some((file, node)) = loader.read(&path, None, "machine file") {
+            if let Some((file, node)) = loader.read(&path, None, "machine file", true) {
                 loader.machine_from_node(&node, file, parent_dir(&path), Some(path));
             }
         }
@@ -171,61 +187,188 @@ impl Loader<'_> {
         shown.to_string_lossy().replace('\\', "/")
     }
 
-    /// Reads and parses a file once. A missing file is reported at `from` when given.
+    /// Reads and parses a file once. A missing file is reported at `from` when given. Only the
+    /// `entry` file, the one the user named, is quoted whatever it holds; a file a machine names
+    /// must look like a document (see [`Loader::parse_bytes`]).
     fn read(
         &mut self,
         path: &Path,
         from: Option<&Spanned<String>>,
         what: &str,
+        entry: bool,
     ) -> Option<(FileId, Node)> {
         let key = self.canonical(path);
         if let Some(done) = self.parsed.get(&key) {
             return done.clone();
         }
         let result = match self.fs.read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes).into_owned();
-                let display = self.display(path);
-                let file =
-                    self.project
-                        .sources
-                        .add(SourceFile::new(path.to_path_buf(), display, text));
-                yaml::parse(
-                    self.project.sources.get(file),
-                    file,
-                    &mut self.project.diags,
-                )
-                .map(|n| (file, n))
+            // The real file system stops reading at the limit; others are held to it here.
+            Ok(bytes) if bytes.len() as u64 > fs::MAX_FILE_BYTES => {
+                self.unreadable(path, from, what, &fs::too_large(fs::MAX_FILE_BYTES));
+                None
             }
+            Ok(bytes) => self.parse_bytes(path, from, what, entry, bytes),
             Err(e) => {
-                let mut d = match from {
-                    Some(r) => Diagnostic::new(
-                        Code::FileNotFound,
-                        r.span,
-                        format!("{what} `{}` cannot be read: {}", r.value, io_reason(&e)),
-                    ),
-                    None => Diagnostic::new(
-                        Code::FileNotFound,
-                        None,
-                        format!(
-                            "{what} `{}` cannot be read: {}",
-                            self.display(path),
-                            io_reason(&e)
-                        ),
-                    ),
-                };
-                d = d.note(None, format!("looked for `{}`", self.display(path)));
-                if let Some(h) = sibling_suggestion(self.fs, path) {
-                    d = d.help(h);
-                } else if from.is_some() {
-                    d = d.help("paths are relative to the file that names them");
-                }
-                self.project.diags.push(d);
+                self.unreadable(path, from, what, &e);
                 None
             }
         };
         self.parsed.insert(key, result.clone());
         result
+    }
+
+    /// Reports a file that cannot be read (at `from` when given).
+    fn unreadable(
+        &mut self,
+        path: &Path,
+        from: Option<&Spanned<String>>,
+        what: &str,
+        e: &std::io::Error,
+    ) {
+        let code = if e.kind() == ErrorKind::FileTooLarge {
+            Code::LimitExceeded
+        } else {
+            Code::FileNotFound
+        };
+        let named = match from {
+            Some(r) => r.value.clone(),
+            None => self.display(path),
+        };
+        let mut d = Diagnostic::new(
+            code,
+            from.map(|r| r.span),
+            format!("{what} `{named}` cannot be read: {}", io_reason(e)),
+        );
+        d = d.note(None, format!("looked for `{}`", self.display(path)));
+        if let Some(h) =
+            sibling_suggestion(self.fs, path).filter(|_| e.kind() == ErrorKind::NotFound)
+        {
+            d = d.help(h);
+        } else if code == Code::LimitExceeded {
+            d = d.help("machine, agent and profiles files are YAML documents of a few kilobytes; is this the right file?");
+        } else if from.is_some() {
+            d = d.help("paths are relative to the file that names them");
+        }
+        self.project.diags.push(d);
+    }
+
+    /// Parses the bytes of a file. A file that is not UTF-8 text without control characters is
+    /// reported with the position of the first bad byte and never quoted. Unless it is the
+    /// `entry` file, neither is one that is no document: its top level is not a map with a key
+    /// of the envelope (`spec`, `data`, …). `/etc/shadow` parses as a map of one odd key, a key
+    /// file as one long string; a machine naming them must not get them printed into a CI log,
+    /// not even as the key of an "unknown field" warning, so they are not read any further.
+    fn parse_bytes(
+        &mut self,
+        path: &Path,
+        from: Option<&Spanned<String>>,
+        what: &str,
+        entry: bool,
+        bytes: Vec<u8>,
+    ) -> Option<(FileId, Node)> {
+        let display = self.display(path);
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.as_bytes();
+                let found = format!("the byte 0x{:02X}, which is not UTF-8,", bytes[at]);
+                self.not_text(path, display, from, what, bytes, at, &found);
+                return None;
+            }
+        };
+        if let Some((at, c)) = yaml::unprintable(&text) {
+            let found = format!("the control character U+{:04X}", c as u32);
+            self.not_text(path, display, from, what, text.as_bytes(), at, &found);
+            return None;
+        }
+        let file =
+            self.project
+                .sources
+                .add(SourceFile::new(path.to_path_buf(), display.clone(), text));
+        let parsed = yaml::parse_document(
+            self.project.sources.get(file),
+            file,
+            &mut self.project.diags,
+        );
+        let document = match &parsed.root {
+            Some(root) if root.is_null() => true,
+            Some(root) => root.as_map().is_some_and(|m| {
+                m.iter()
+                    .any(|(k, _)| ENVELOPE_KEYS.iter().any(|e| k.key_is(e)))
+            }),
+            None => parsed
+                .first_key
+                .as_deref()
+                .is_some_and(|k| ENVELOPE_KEYS.contains(&k)),
+        };
+        if entry || document {
+            return parsed.root.map(|n| (file, n));
+        }
+        self.project.sources.withhold(file);
+        if parsed.root.is_some() {
+            let named = from.map_or(display, |r| r.value.clone());
+            let mut d = Diagnostic::new(
+                Code::WrongSpec,
+                from.map(|r| r.span),
+                format!("{what} `{named}` is not a flatmachines document: its top level is not a map with `spec` or `data`"),
+            )
+            .note(None, "its contents are not shown: a file that is no document may hold secrets")
+            .help("name a YAML file with `spec: flatagent`, `spec: flatmachine` or `spec: flatprofiles` at its top level");
+            if from.is_none() {
+                d = d.note(None, format!("read `{}`", self.display(path)));
+            }
+            self.project.diags.push(d);
+        }
+        None
+    }
+
+    /// Reports a file that is not YAML text: `found` at byte `at` of `bytes`.
+    #[allow(clippy::too_many_arguments)]
+    fn not_text(
+        &mut self,
+        path: &Path,
+        display: String,
+        from: Option<&Spanned<String>>,
+        what: &str,
+        bytes: &[u8],
+        at: usize,
+        found: &str,
+    ) {
+        let line_start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let pos = Pos {
+            line: bytes[..at].iter().filter(|&&b| b == b'\n').count() as u32 + 1,
+            col: String::from_utf8_lossy(&bytes[line_start..at])
+                .chars()
+                .count() as u32
+                + 1,
+            offset: at as u32,
+        };
+        let named = from.map_or_else(|| display.clone(), |r| r.value.clone());
+        let file = self
+            .project
+            .sources
+            .add(SourceFile::withheld(path.to_path_buf(), display));
+        let mut d = Diagnostic::new(
+            Code::NotYamlText,
+            Span {
+                file,
+                start: pos,
+                end: pos,
+            },
+            format!(
+                "{what} `{named}` is not YAML text: it holds {found} at line {}, column {}",
+                pos.line, pos.col
+            ),
+        )
+        .help("machine, agent and profiles files are UTF-8 YAML; the contents of this one are not shown");
+        if let Some(r) = from {
+            d = d.note(r.span, "the file is named here");
+        }
+        self.project.diags.push(d);
     }
 
     fn machine_from_node(
@@ -303,7 +446,7 @@ impl Loader<'_> {
         if let Some(id) = self.machine_by_file.get(&key) {
             return Some(*id);
         }
-        let (file, node) = self.read(&path, Some(reference), "machine file")?;
+        let (file, node) = self.read(&path, Some(reference), "machine file", false)?;
         Some(self.machine_from_node(&node, file, parent_dir(&path), Some(path)))
     }
 
@@ -344,7 +487,7 @@ impl Loader<'_> {
         if let Some(done) = self.agent_by_file.get(&key) {
             return *done;
         }
-        let (file, node) = self.read(&path, Some(reference), what)?;
+        let (file, node) = self.read(&path, Some(reference), what, false)?;
         let id = match node.get("spec").and_then(Node::as_str) {
             // A file holding a typed ref becomes that ref; the adapter it names is not ours to check.
             _ if node.get("type").is_some() => None,
@@ -381,11 +524,12 @@ impl Loader<'_> {
         }
         let path = dir.join("profiles.yml");
         let result = if self.fs.is_file(&path) {
-            self.read(&path, None, "profiles file").map(|(file, node)| {
-                let doc = parse_profiles(&node, file, &mut self.project.diags);
-                self.project.profiles.push(doc);
-                self.project.profiles.len() - 1
-            })
+            self.read(&path, None, "profiles file", false)
+                .map(|(file, node)| {
+                    let doc = parse_profiles(&node, file, &mut self.project.diags);
+                    self.project.profiles.push(doc);
+                    self.project.profiles.len() - 1
+                })
         } else {
             None
         };
@@ -464,6 +608,88 @@ pub fn file_span(project: &Project, file: FileId) -> Span {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MACHINE: &str = "spec: flatmachine\ndata:\n  agents:\n    a: ./agent.yml\n  states:\n    start: {type: initial, agent: a, transitions: [{to: done}]}\n    done: {type: final}\n";
+
+    /// Loads and checks `/m/machine.yml` from memory; the rendered diagnostics.
+    fn check(fs: MemoryFs) -> (Vec<Code>, String) {
+        let project = load_with(
+            Input::File(Path::new("/m/machine.yml")),
+            &LoadOptions::default(),
+            &fs,
+        );
+        let diags = crate::check::check_project(&project);
+        let codes = diags.iter().map(|d| d.code).collect();
+        (codes, crate::diag::render_all(&diags, &project.sources))
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_at_the_bad_byte() {
+        let mut text = b"spec: flatmachine\ndata:\n  context:\n    x: \"ab".to_vec();
+        text.extend_from_slice(b"\xff\xfecd\"\n");
+        let (codes, out) = check(MemoryFs::new().file("/m/machine.yml", text));
+        assert_eq!(codes, [Code::NotYamlText]);
+        assert!(out.contains("--> /m/machine.yml:4:11\n"), "{out}");
+        assert!(out.contains("the byte 0xFF"), "{out}");
+        assert!(!out.contains("context"), "{out}");
+    }
+
+    #[test]
+    fn a_referenced_file_that_is_not_text_is_never_quoted() {
+        let environ = b"HOME=/root\0API_KEY=hunter2\0".to_vec();
+        let (codes, out) = check(
+            MemoryFs::new()
+                .file("/m/machine.yml", MACHINE.as_bytes())
+                .file("/m/agent.yml", environ),
+        );
+        assert!(codes.contains(&Code::NotYamlText), "{out}");
+        assert!(!out.contains("hunter2") && !out.contains("HOME"), "{out}");
+        assert!(out.contains("--> /m/agent.yml:1:11\n"), "{out}");
+        assert!(out.contains("U+0000"), "{out}");
+        // The reference in the machine is shown: that is the user's own text.
+        assert!(out.contains("a: ./agent.yml"), "{out}");
+    }
+
+    #[test]
+    fn a_referenced_file_that_is_no_document_is_never_quoted() {
+        for text in [
+            "root:$6$hunter2-hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+            "-----BEGIN PRIVATE KEY-----\nMIIhunter2\n-----END PRIVATE KEY-----\n",
+            "token hunter2: [unclosed\n",
+        ] {
+            let (codes, out) = check(
+                MemoryFs::new()
+                    .file("/m/machine.yml", MACHINE.as_bytes())
+                    .file("/m/agent.yml", text.as_bytes()),
+            );
+            assert!(!codes.is_empty());
+            assert!(!out.contains("hunter2"), "{out}");
+            assert!(
+                out.contains("`./agent.yml` is not a flatmachines document")
+                    || out.contains("invalid YAML") && out.contains("--> /m/agent.yml:"),
+                "{out}"
+            );
+        }
+        // A document with a mistake is quoted as usual.
+        let (_, out) = check(
+            MemoryFs::new()
+                .file("/m/machine.yml", MACHINE.as_bytes())
+                .file("/m/agent.yml", b"spec: flatagent\ndata:\n  a: b: c\n".as_slice()),
+        );
+        assert!(out.contains("\n3 |   a: b: c\n"), "{out}");
+    }
+
+    #[test]
+    fn files_over_the_size_limit_are_not_parsed() {
+        let big = format!("x: \"{}\"\n", "a".repeat(MAX_FILE_BYTES as usize));
+        let (codes, out) = check(
+            MemoryFs::new()
+                .file("/m/machine.yml", MACHINE.as_bytes())
+                .file("/m/agent.yml", big.into_bytes()),
+        );
+        assert!(codes.contains(&Code::LimitExceeded), "{out}");
+        assert!(out.contains("larger than 16 MiB, the limit"), "{out}");
+    }
 
     #[test]
     fn normalize_folds_dots() {

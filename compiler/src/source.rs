@@ -77,6 +77,8 @@ pub struct SourceFile {
     pub origin: Option<(u32, u32)>,
     /// The text of the enclosing file for inline YAML, so excerpts show the real source lines.
     pub enclosing: Option<String>,
+    /// Whether the file's text must not be quoted (see [`SourceFile::is_withheld`]).
+    withheld: bool,
 }
 
 impl SourceFile {
@@ -92,7 +94,23 @@ impl SourceFile {
             line_starts,
             origin: None,
             enclosing: None,
+            withheld: false,
         }
+    }
+
+    /// A file whose text is not kept (it is not YAML text): diagnostics name positions in it
+    /// but never quote it.
+    pub fn withheld(path: PathBuf, display: String) -> Self {
+        let mut file = SourceFile::new(path, display, String::new());
+        file.withheld = true;
+        file
+    }
+
+    /// Whether the file's text must not be quoted in diagnostics: a file named by a machine
+    /// that turned out not to be a document (`/proc/self/environ`, `/etc/shadow`, a key file)
+    /// may hold secrets, and diagnostics end up in CI logs.
+    pub fn is_withheld(&self) -> bool {
+        self.withheld
     }
 
     /// The text of line `line` (1-based), without its line break.
@@ -196,6 +214,11 @@ impl SourceMap {
     /// The file with id `id`.
     pub fn get(&self, id: FileId) -> &SourceFile {
         &self.files[id.0 as usize]
+    }
+
+    /// Stops diagnostics from quoting the text of file `id` (see [`SourceFile::is_withheld`]).
+    pub fn withhold(&mut self, id: FileId) {
+        self.files[id.0 as usize].withheld = true;
     }
 
     /// The id of an already added file with this path.

@@ -183,13 +183,14 @@ pub fn parse(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Option<N
 pub struct Parsed {
     /// The tree; `None` after an error that stops reading.
     pub root: Option<Node>,
-    /// Whether the document's top level is a list or a map (it started as one, for a document
-    /// with a syntax error). A file that is not is no machine, agent or profiles document: maybe
-    /// not YAML at all (`/etc/passwd` reads as one long string), so its text is not quoted.
-    pub structured: bool,
+    /// The first key of the top-level map, when the document is a map and its first key a
+    /// scalar; read even when a later syntax error leaves no tree. The loader tells a document
+    /// from a file that merely parses as YAML (`/etc/shadow` reads as a map of one odd key) by
+    /// its keys, so as not to quote the latter.
+    pub first_key: Option<String>,
 }
 
-/// [`parse`], also telling whether the document is structured (see [`Parsed::structured`]).
+/// [`parse`], also giving the first key of the document (see [`Parsed::first_key`]).
 pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) -> Parsed {
     if let Some((offset, c)) = unprintable(&file.text) {
         let pos = file.pos_of_offset(offset);
@@ -210,7 +211,7 @@ pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) ->
         );
         return Parsed {
             root: None,
-            structured: false,
+            first_key: None,
         };
     }
     let mut builder = Builder {
@@ -223,7 +224,7 @@ pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) ->
         documents: 0,
         nodes: 0,
         failed: false,
-        structured: None,
+        first_key: None,
         cursor: Cursor::default(),
     };
     let mut parser = Parser::new_from_str(&file.text);
@@ -254,11 +255,11 @@ pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) ->
             }
         }
     }
-    let structured = builder.structured.unwrap_or(false);
+    let first_key = builder.first_key.take();
     if builder.failed {
         return Parsed {
             root: None,
-            structured,
+            first_key,
         };
     }
     let root = match builder.root.take() {
@@ -282,7 +283,7 @@ pub fn parse_document(file: &SourceFile, id: FileId, diags: &mut Diagnostics) ->
     };
     Parsed {
         root: Some(root),
-        structured,
+        first_key,
     }
 }
 
@@ -342,8 +343,8 @@ struct Builder<'a> {
     nodes: usize,
     /// Whether reading stopped at an error, leaving no usable tree.
     failed: bool,
-    /// Whether the first node of the document is a collection, once known.
-    structured: Option<bool>,
+    /// The first key of the top-level map.
+    first_key: Option<String>,
     cursor: Cursor,
 }
 
@@ -404,13 +405,6 @@ impl Builder<'_> {
 
     /// Handles one event; returns false to stop reading.
     fn event(&mut self, event: Event<'_>, span: YSpan) -> bool {
-        if self.structured.is_none() {
-            match event {
-                Event::SequenceStart(..) | Event::MappingStart(..) => self.structured = Some(true),
-                Event::Scalar(..) | Event::Alias(_) => self.structured = Some(false),
-                _ => {}
-            }
-        }
         match event {
             Event::DocumentStart(_) => {
                 self.documents += 1;
@@ -580,6 +574,7 @@ impl Builder<'_> {
     /// Adds a finished node of `size` nodes to the collection being built (or makes it the
     /// root).
     fn add(&mut self, node: Node, size: usize) {
+        let depth = self.stack.len();
         match self.stack.last_mut() {
             None => self.root = Some(node),
             Some(Frame::Seq { items, size: s, .. }) => {
@@ -596,7 +591,12 @@ impl Builder<'_> {
             }) => {
                 *s += size;
                 match key.take() {
-                    None => *key = Some(node),
+                    None => {
+                        if self.first_key.is_none() && depth == 1 {
+                            self.first_key = node.key_str();
+                        }
+                        *key = Some(node);
+                    }
                     Some(k) => {
                         if k.style == Style::Plain && k.as_str() == Some("<<") {
                             merges.push(node);
@@ -1045,19 +1045,18 @@ mod tests {
     }
 
     #[test]
-    fn only_lists_and_maps_are_structured() {
-        let parse_shape = |text: &str| {
+    fn the_first_key_survives_a_syntax_error() {
+        let first_key = |text: &str| {
             let mut map = SourceMap::new();
             let id = map.add(SourceFile::new("t".into(), "t".into(), text.into()));
-            parse_document(map.get(id), id, &mut Diagnostics::new()).structured
+            parse_document(map.get(id), id, &mut Diagnostics::new()).first_key
         };
-        assert!(parse_shape("a: 1"));
-        assert!(parse_shape("# c\n- 1"));
-        assert!(parse_shape("a: [1, 2\n"));
-        assert!(!parse_shape(
-            "root:x:0:0:root:/root:/bin/bash\nbin:x:1:1::/:\n"
-        ));
-        assert!(!parse_shape(""));
+        assert_eq!(first_key("# c\nspec: x\ndata: 1").as_deref(), Some("spec"));
+        assert_eq!(first_key("a: [1, 2\n").as_deref(), Some("a"));
+        assert_eq!(first_key("a:\n  b: 1\n  c: [\n").as_deref(), Some("a"));
+        assert_eq!(first_key("- a: 1"), None);
+        assert_eq!(first_key("root:x:0:0:root:/root:/bin/bash\n"), None);
+        assert_eq!(first_key(""), None);
     }
 
     #[test]

@@ -11,8 +11,96 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+
+/// The largest machine, agent or profiles file the loader reads: 16 MiB. Real documents are
+/// kilobytes; the cap keeps a file named by mistake (a log, `/proc/kcore`) from being read
+/// into memory whole.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads the regular file at `path`, refusing anything else and anything over `limit` bytes.
+///
+/// A FIFO would block the reader until something writes to it (for ever, in a CI job) and a
+/// device such as `/dev/zero` never ends, so neither is opened: their type is checked first.
+/// A file that grows past `limit` while being read (or reports a size of 0, as `/proc` files
+/// do) is cut off at `limit + 1` bytes and refused. The errors are
+/// [`io::ErrorKind::InvalidInput`] (not a regular file) and [`io::ErrorKind::FileTooLarge`],
+/// whose messages name the file type and the limit.
+pub fn read_regular_file(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    let meta = std::fs::metadata(path)?;
+    check_type(&meta)?;
+    if meta.len() > limit {
+        return Err(too_large(limit));
+    }
+    let file = std::fs::File::open(path)?;
+    // The path may have been replaced between the two calls: check what was opened.
+    check_type(&file.metadata()?)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(limit));
+    }
+    Ok(bytes)
+}
+
+fn check_type(meta: &std::fs::Metadata) -> io::Result<()> {
+    let ty = meta.file_type();
+    if ty.is_file() {
+        return Ok(());
+    }
+    if ty.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a directory",
+        ));
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("it is not a regular file but {}", type_name(ty)),
+    ))
+}
+
+#[cfg(unix)]
+fn type_name(ty: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ty.is_fifo() {
+        "a FIFO"
+    } else if ty.is_char_device() {
+        "a character device"
+    } else if ty.is_block_device() {
+        "a block device"
+    } else if ty.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn type_name(_: std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
+/// The error for a file over `limit` bytes; the message names the limit.
+pub(crate) fn too_large(limit: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::FileTooLarge,
+        format!("it is larger than {}, the limit", byte_size(limit)),
+    )
+}
+
+/// `16 MiB`, `512 KiB`, `100 bytes`.
+fn byte_size(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else if n >= 1024 && n.is_multiple_of(1024) {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
 
 /// The file-system questions the loader asks.
 pub trait FileSystem {
@@ -40,7 +128,7 @@ pub struct RealFs;
 
 impl FileSystem for RealFs {
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        read_regular_file(path, MAX_FILE_BYTES)
     }
 
     fn canonicalize(&self, path: &Path) -> io::Result<PathBuf> {
@@ -233,6 +321,50 @@ mod tests {
         assert_eq!(t.reads, std::slice::from_ref(&file));
         #[cfg(unix)]
         assert_eq!(t.aliases, [(canonical_dir.join("link.yml"), file.clone())]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_within_the_limit_are_read() {
+        let dir = std::env::temp_dir().join(format!("fm-regular-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a.yml");
+        std::fs::write(&file, "x: 1\n").unwrap();
+        assert_eq!(read_regular_file(&file, 5).unwrap(), b"x: 1\n");
+        let err = read_regular_file(&file, 4).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(err.to_string(), "it is larger than 4 bytes, the limit");
+        assert_eq!(byte_size(MAX_FILE_BYTES), "16 MiB");
+        let err = read_regular_file(&dir, 100).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::IsADirectory);
+        #[cfg(unix)]
+        {
+            // A device that never ends, and one whose reads never end: neither is opened.
+            let err = read_regular_file(Path::new("/dev/zero"), 100).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("character device"), "{err}");
+            // A FIFO blocks `open` until a writer comes: the test would hang, not fail, if
+            // it were opened, so it runs on a thread with a generous deadline.
+            let fifo = dir.join("fifo.yml");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    let _ = tx.send(read_regular_file(&fifo, 100).map_err(|e| e.to_string()));
+                });
+                let res = rx
+                    .recv_timeout(std::time::Duration::from_secs(60))
+                    .expect("reading a FIFO blocked");
+                assert_eq!(res.unwrap_err(), "it is not a regular file but a FIFO");
+            }
+        }
+        #[cfg(target_os = "linux")]
+        {
+            // `/proc` files report a size of 0 and are read up to the limit.
+            let err = read_regular_file(Path::new("/proc/self/maps"), 10).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
