@@ -391,29 +391,48 @@ impl Diagnostic {
     }
 }
 
+/// The most characters of a source line an excerpt quotes: a long line (minified JSON, a
+/// file that is not YAML) is shown as a window around the column, marked with `…`.
+pub const EXCERPT_CHARS: usize = 120;
+
 fn render_excerpt(out: &mut String, sources: &SourceMap, span: Span, pad: &str) {
     let file = sources.get(span.file);
     let (line, col) = file.display_pos(span.start);
     let _ = writeln!(out, "{pad}--> {}:{}:{}", file.display, line, col);
+    if file.is_withheld() {
+        // Not YAML text, perhaps secrets: the position is all that is shown.
+        return;
+    }
     let text = file.display_line_text(span.start);
-    let text = text.as_str();
-    let _ = writeln!(out, "{pad} |");
-    let _ = writeln!(out, "{line:>width$} | {text}", width = pad.len());
-    let start_col = col as usize;
-    let line_chars = text.chars().count();
-    let rest = line_chars.saturating_sub(start_col - 1).max(1);
+    let chars: Vec<char> = text.chars().collect();
+    let col0 = (col as usize).saturating_sub(1).min(chars.len());
     // A span over several lines is underlined up to the end of its first line.
-    let width = if span.end.line == span.start.line && span.end.col > span.start.col {
-        (span.end.col - span.start.col) as usize
+    let end0 = if span.end.line == span.start.line && span.end.col > span.start.col {
+        col0 + (span.end.col - span.start.col) as usize
     } else {
-        rest
+        chars.len()
+    }
+    .clamp(col0 + 1, chars.len().max(col0 + 1));
+    let (from, to) = if chars.len() <= EXCERPT_CHARS {
+        (0, chars.len())
+    } else {
+        let from = col0
+            .saturating_sub(EXCERPT_CHARS / 4)
+            .min(chars.len() - EXCERPT_CHARS);
+        (from, from + EXCERPT_CHARS)
     };
+    let lead = if from > 0 { "…" } else { "" };
+    let trail = if to < chars.len() { "…" } else { "" };
+    let shown: String = chars[from..to].iter().collect();
+    let _ = writeln!(out, "{pad} |");
     let _ = writeln!(
         out,
-        "{pad} | {}{}",
-        " ".repeat(start_col.saturating_sub(1)),
-        "^".repeat(width.min(rest))
+        "{line:>width$} | {lead}{shown}{trail}",
+        width = pad.len()
     );
+    let indent = lead.chars().count() + col0 - from;
+    let width = end0.min(to.max(col0 + 1)) - col0;
+    let _ = writeln!(out, "{pad} | {}{}", " ".repeat(indent), "^".repeat(width));
 }
 
 /// Renders every diagnostic followed by a summary line, as `flatmachines check` prints them.
@@ -430,6 +449,73 @@ pub fn render_all(diags: &Diagnostics, sources: &SourceMap) -> String {
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    use crate::source::{FileId, Pos, SourceFile};
+
+    fn span_at(file: FileId, line: u32, col: u32, len: u32) -> Span {
+        let pos = |col| Pos {
+            line,
+            col,
+            offset: 0,
+        };
+        Span {
+            file,
+            start: pos(col),
+            end: pos(col + len),
+        }
+    }
+
+    #[test]
+    fn excerpts_quote_at_most_a_window_of_one_line() {
+        let mut sources = SourceMap::new();
+        let long = format!(
+            "x: [{}SECRET, {}1]\nnext\n",
+            "a, ".repeat(200),
+            "b, ".repeat(100)
+        );
+        let id = sources.add(SourceFile::new("m.yml".into(), "m.yml".into(), long));
+        let d = Diagnostic::new(Code::WrongType, span_at(id, 1, 605, 6), "m");
+        let out = d.render(&sources);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], " --> m.yml:1:605");
+        let quoted = lines[3].strip_prefix("1 | ").unwrap();
+        assert!(quoted.starts_with('…') && quoted.ends_with('…'), "{quoted}");
+        assert_eq!(quoted.chars().count(), EXCERPT_CHARS + 2);
+        // The underline still sits under the span.
+        let caret = lines[4].find('^').unwrap();
+        let quoted_at = lines[3].find("SECRET").unwrap();
+        assert_eq!(
+            lines[3][..quoted_at].chars().count(),
+            lines[4][..caret].chars().count()
+        );
+        assert_eq!(lines[4].matches('^').count(), 6);
+        assert!(!out.contains("next"));
+        // A short line is quoted whole, and a span at its very end still gets a caret.
+        let id = sources.add(SourceFile::new(
+            "s.yml".into(),
+            "s.yml".into(),
+            "a: b".into(),
+        ));
+        let out = Diagnostic::new(Code::WrongType, span_at(id, 1, 5, 0), "m").render(&sources);
+        assert!(out.contains("1 | a: b\n  |     ^\n"), "{out}");
+    }
+
+    #[test]
+    fn withheld_files_are_never_quoted() {
+        let mut sources = SourceMap::new();
+        let id = sources.add(SourceFile::new(
+            "/etc/shadow".into(),
+            "/etc/shadow".into(),
+            "root:$6$hash:19000::::::\n".into(),
+        ));
+        sources.withhold(id);
+        let d = Diagnostic::new(Code::WrongType, span_at(id, 1, 1, 4), "not a map")
+            .note(span_at(id, 1, 6, 3), "here too");
+        let out = d.render(&sources);
+        assert!(!out.contains("hash"), "{out}");
+        assert!(out.contains("--> /etc/shadow:1:1"), "{out}");
+        assert!(out.contains("--> /etc/shadow:1:6"), "{out}");
+    }
 
     #[test]
     fn codes_are_unique_and_well_formed() {
