@@ -1,5 +1,6 @@
 //! Every check that can be made from the YAML alone, run over a loaded [`Project`].
 
+mod durations;
 pub mod features;
 mod graph;
 mod mdap;
@@ -47,6 +48,7 @@ pub fn check_project(project: &Project) -> Diagnostics {
     for agent in &project.agents {
         check_agent(project, agent, &templates, &mut diags);
     }
+    durations::check_project(project, &mut diags);
     diags.sort();
     diags
 }
