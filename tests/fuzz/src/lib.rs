@@ -225,18 +225,80 @@ fn condition(data: &[u8], engine: Engine) -> usize {
 
 /// (d) Bytes read from a checkpoint store: decode them as a snapshot; a decoded snapshot must
 /// encode and decode again to the same snapshot.
+///
+/// Known and reported: without serde_json's `float_roundtrip` feature (which flatmachines only
+/// gets when another crate in the build turns it on), JSON floats are not read correctly
+/// rounded, so a float can move by an ulp or two in a write and read (`regressions/snapshot/`).
+/// While the parser in this build is inexact, floats are compared with that tolerance, so
+/// fuzzing finds other faults; once it is exact, the comparison is exact.
 pub fn snapshot(data: &[u8]) -> usize {
     match MachineSnapshot::from_json(data) {
         Ok(snapshot) => {
             let bytes = snapshot.to_json();
             let again = MachineSnapshot::from_json(&bytes)
                 .unwrap_or_else(|e| panic!("a written snapshot does not decode: {e}"));
-            assert_eq!(again, snapshot, "a snapshot changed in a write and read");
+            if again != snapshot {
+                assert!(
+                    !exact_floats() && same_snapshot(&again, &snapshot),
+                    "a snapshot changed in a write and read:\n{snapshot:?}\n{again:?}"
+                );
+            }
             let _ = snapshot.key();
             bytes.len()
         }
         Err(e) => e.to_string().len(),
     }
+}
+
+/// Whether serde_json reads floats correctly rounded in this build.
+fn exact_floats() -> bool {
+    serde_json::from_str::<f64>("1.66666666666666666").ok() == Some(1.666_666_666_666_666_7)
+}
+
+/// Floats within four ulps.
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a.signum() == b.signum() && a.to_bits().abs_diff(b.to_bits()) <= 4)
+}
+
+/// Equal JSON, floats within four ulps.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) if x.is_f64() && y.is_f64() => {
+            close(x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0))
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((ka, a), (kb, b))| ka == kb && same_json(a, b))
+        }
+        _ => a == b,
+    }
+}
+
+/// Equal snapshots, floats within four ulps.
+fn same_snapshot(a: &MachineSnapshot, b: &MachineSnapshot) -> bool {
+    let json = |s: &MachineSnapshot| {
+        json!([
+            s.context,
+            s.output,
+            s.pending_launches,
+            s.tool_loop_state,
+            s.total_cost
+        ])
+    };
+    let rest = |s: &MachineSnapshot| MachineSnapshot {
+        context: Value::Null,
+        output: None,
+        pending_launches: None,
+        tool_loop_state: None,
+        total_cost: None,
+        ..s.clone()
+    };
+    rest(a) == rest(b) && same_json(&json(a), &json(b))
 }
 
 /// What the fake server answers next.
