@@ -383,6 +383,30 @@ impl Schema {
 
     #[cfg(feature = "jsonschema")]
     fn compile(schema: &Value) -> Schema {
+        /// The dialects the crate knows (`$schema` without its trailing `#`).
+        const KNOWN_DIALECTS: &[&str] = &[
+            "http://json-schema.org/draft-04/schema",
+            "http://json-schema.org/draft-06/schema",
+            "http://json-schema.org/draft-07/schema",
+            "https://json-schema.org/draft/2019-09/schema",
+            "https://json-schema.org/draft/2020-12/schema",
+        ];
+        // Python's `validator_for` falls back to its latest draft (2020-12, the crate's default
+        // too) for a `$schema` it does not know; the crate refuses one.
+        let unknown_dialect = schema
+            .get("$schema")
+            .and_then(Value::as_str)
+            .is_some_and(|d| !KNOWN_DIALECTS.contains(&d.trim_end_matches('#')));
+        let mut without_dialect;
+        let schema = if unknown_dialect {
+            without_dialect = schema.clone();
+            if let Some(m) = without_dialect.as_object_mut() {
+                m.remove("$schema");
+            }
+            &without_dialect
+        } else {
+            schema
+        };
         // Python's `jsonschema.validate` checks the schema against its meta-schema first and
         // asserts no `format` (no format checker is passed).
         match jsonschema::options()
@@ -925,6 +949,12 @@ mod tests {
             "n": {"pattern": "N=(\\S+)", "type": "int"},
             "data": {"pattern": "DATA: (.*?) END", "type": "json"},
         }});
+        // The dot matches newlines.
+        let m = Mdap::configure(1, 1, None, Some(&meta)).unwrap();
+        assert_eq!(
+            m.parse("MOVE: up N=1 DATA: {\"a\":\n[1]} END"),
+            Some(json!({"move": "up", "n": 1, "data": {"a": [1]}}))
+        );
         let r = mdap(
             &MDAP,
             meta,
@@ -1237,11 +1267,24 @@ mod tests {
         assert!(!bad.schema.accepts(&json!({})));
         let none = Mdap::configure(1, 1, None, Some(&json!({"validation": {}}))).unwrap();
         assert!(none.schema.accepts(&json!(1)));
+        if cfg!(feature = "jsonschema") {
+            // An unknown `$schema` reads as the latest draft; `format` asserts nothing.
+            let meta =
+                json!({"validation": {"$schema": "http://example.com/s", "type": "integer"}});
+            let m = Mdap::configure(1, 1, None, Some(&meta)).unwrap();
+            assert!(m.schema.accepts(&json!(7.0)));
+            assert!(!m.schema.accepts(&json!("x")));
+            let meta = json!({"validation": {"type": "string", "format": "email"}});
+            let m = Mdap::configure(1, 1, None, Some(&meta)).unwrap();
+            assert!(m.schema.accepts(&json!("x")));
+        }
     }
 
     #[test]
     fn huge_or_nan_delays_saturate() {
-        assert_eq!(jittered(f64::INFINITY, 0.1), MAX_SLEEP_SECS);
+        assert_eq!(jittered(f64::INFINITY, 0.0), MAX_SLEEP_SECS);
+        let d = jittered(f64::INFINITY, 0.1);
+        assert!((MAX_SLEEP_SECS * 0.9..=MAX_SLEEP_SECS).contains(&d), "{d}");
         assert!(jittered(1e300, 1.0) <= MAX_SLEEP_SECS);
         assert_eq!(jittered(f64::NAN, 0.1), 0.0);
         assert_eq!(jittered(-3.0, 0.1), 0.0);
