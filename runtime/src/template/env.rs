@@ -1174,7 +1174,7 @@ fn positional_args(name: &str, args: &[Value]) -> Result<Vec<Value>, Error> {
 
 /// The characters of `s` between Python slice bounds `start` and `end` (negative counts from
 /// the end), with the char offset of the slice.
-fn char_slice<'a>(s: &'a str, start: Option<i64>, end: Option<i64>) -> (&'a str, usize) {
+fn char_slice(s: &str, start: Option<i64>, end: Option<i64>) -> (&str, usize) {
     let len = s.chars().count() as i64;
     let norm = |i: i64| if i < 0 { (i + len).max(0) } else { i.min(len) };
     let a = norm(start.unwrap_or(0)) as usize;

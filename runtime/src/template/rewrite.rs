@@ -91,8 +91,7 @@ pub(crate) fn rewrite(source: &str) -> std::borrow::Cow<'_, str> {
         };
         let Some(&(op_start, op_end, _, _)) = ops
             .iter()
-            .filter(|(s, _, d, m)| *s >= start && *s < end && *d == base && *m == is_mod)
-            .next_back()
+            .rfind(|(s, _, d, m)| *s >= start && *s < end && *d == base && *m == is_mod)
         else {
             return Cow::Borrowed(source);
         };
@@ -115,7 +114,9 @@ pub(crate) fn rewrite(source: &str) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(source.len() + edits.len() * 12);
     let mut pos = 0;
     for (at, _, replace, text) in edits {
-        if at < pos || at > source.len() {
+        // Spans are byte offsets at token boundaries; anything else means the parse did not
+        // describe this text, and the template is left as it is.
+        if at < pos || !source.is_char_boundary(at) || !source.is_char_boundary(at + replace) {
             return Cow::Borrowed(source);
         }
         out.push_str(&source[pos..at]);
@@ -283,5 +284,56 @@ fn visit_expr(expr: &Expr<'_>, out: &mut Spans) {
             .iter()
             .chain(&m.values)
             .for_each(|e| visit_expr(e, out)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite;
+
+    #[test]
+    fn operators_become_calls_with_the_parsers_operands() {
+        assert_eq!(
+            rewrite("{{ '%s' % x | upper }}"),
+            "{{ __fm_mod('%s' , x | upper) }}"
+        );
+        assert_eq!(
+            rewrite("{{ 'n=%d' % n ~ '!' }}"),
+            "{{ __fm_concat(__fm_mod('n=%d' , n) , '!') }}"
+        );
+        assert_eq!(
+            rewrite("{{ a % b % c }}"),
+            "{{ __fm_mod(__fm_mod(a , b) , c) }}"
+        );
+        assert_eq!(
+            rewrite("{{ ('%s' % (a, b)) ~ x[1 % 2] }}"),
+            "{{ __fm_concat((__fm_mod('%s' , (a, b))) , x[__fm_mod(1 , 2)]) }}"
+        );
+        assert_eq!(
+            rewrite("{% for x in l if x % 2 %}{{ 'é' ~ x ~ 'ü' }}{% endfor %}"),
+            "{% for x in l if __fm_mod(x , 2) %}{{ __fm_concat(__fm_concat('é' , x) , 'ü') }}{% endfor %}"
+        );
+    }
+
+    #[test]
+    fn text_without_operators_is_untouched() {
+        for src in [
+            "{% if x %}100% {{ y }}{% endif %}",
+            "{{ '%s ~ %d' }}",
+            "{#- a % b -#}{{ c }}",
+            "{{ a % }}",
+            "plain ~ text % here",
+        ] {
+            assert!(
+                matches!(rewrite(src), std::borrow::Cow::Borrowed(_)),
+                "{src}"
+            );
+        }
+        // Newlines stay where they are, so error lines do not move.
+        let src = "a\n{{ x\n ~ y }}\n{{ '%d' %\n n }}";
+        assert_eq!(
+            rewrite(src).matches('\n').count(),
+            src.matches('\n').count()
+        );
     }
 }
