@@ -6,7 +6,10 @@ use serde_json::Value;
 
 /// A YAML document as JSON, as the reference's `yaml.safe_load` would see it; `None` when it
 /// does not parse. (Agent files and profiles named at run time, configs written by the
-/// reference.)
+/// reference.) The compiler's parser bounds nesting and alias expansion
+/// (`flatmachines_compiler::yaml::MAX_DEPTH`, `MAX_NODES`), so a hostile document is `None`
+/// in bounded time and memory; reading the file is the caller's to bound
+/// (`flatmachines_compiler::load::read_regular_file`).
 #[cfg_attr(not(any(feature = "http", feature = "sqlite")), allow(dead_code))]
 pub(crate) fn yaml_to_json(text: &str) -> Option<Value> {
     use flatmachines_compiler::source::{SourceFile, SourceMap};
@@ -27,5 +30,28 @@ pub(crate) fn profiles_from_text(text: &str) -> Option<Value> {
     match doc.get("data") {
         Some(d) if doc.get("spec").is_some() => Some(d.clone()),
         _ => Some(doc),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_documents_are_refused_by_the_bounded_parser() {
+        // An alias bomb (9^9 nodes) and 60 000 levels of nesting: both past the compiler's
+        // limits, so refused instead of exhausting memory or the stack.
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for w in names.windows(2) {
+            let aliases = vec![format!("*{}", w[0]); 9].join(", ");
+            bomb.push_str(&format!("{}: &{} [{aliases}]\n", w[1], w[1]));
+        }
+        assert_eq!(yaml_to_json(&bomb), None);
+        assert_eq!(yaml_to_json(&format!("{}1", "- ".repeat(60_000))), None);
+        assert_eq!(
+            yaml_to_json("a: [1, 2]"),
+            Some(serde_json::json!({"a": [1, 2]}))
+        );
     }
 }
