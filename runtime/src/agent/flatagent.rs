@@ -2,12 +2,119 @@
 //! chat-completions endpoint (`hooks-adapters-cli.md` §5.1, `config.md` §10).
 
 use super::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, ToolTurn,
+    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, REDACTED,
+    ToolTurn, is_secret_key,
 };
 use crate::template::{Templates, Vars};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+/// How much of a server's error body becomes an error message (the rest is cut): a misrouted
+/// request can answer with a whole HTML page, which would otherwise land in the context, the
+/// checkpoints and the logs.
+const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
+
+/// Limits on one chat-completions exchange, so that a slow, endless or hostile server yields
+/// a typed error instead of a hang or an unbounded allocation. A model block may override each
+/// one for its agent: `timeout` and `max_retry_after` in seconds, `max_response_bytes`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HttpLimits {
+    /// The whole exchange: connecting, sending, the status line and reading the whole body.
+    /// Default 600 s (litellm's default request timeout).
+    pub timeout: Duration,
+    /// The most bytes read from a response body (error bodies included). Default 16 MiB.
+    pub max_response_bytes: usize,
+    /// The longest `Retry-After` reported in `rate_limit.retry_after` (which the `retry`
+    /// execution type sleeps for). Default 60 s.
+    pub max_retry_after: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            timeout: Duration::from_secs(600),
+            max_response_bytes: 16 * 1024 * 1024,
+            max_retry_after: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// The defaults with `timeout` for the whole exchange.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same limits with at most `bytes` read from a response body.
+    pub fn with_max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// The same limits with `Retry-After` capped at `cap`.
+    pub fn with_max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = cap;
+        self
+    }
+
+    /// These limits with a model block's overrides applied.
+    fn for_model(mut self, model: &Map<String, Value>) -> Self {
+        if let Some(t) = model.get("timeout").and_then(seconds) {
+            // A zero timeout would fail every call before it starts; a millisecond is the
+            // smallest useful bound.
+            self.timeout = t.max(Duration::from_millis(1));
+        }
+        if let Some(n) = model.get("max_response_bytes").and_then(byte_count) {
+            self.max_response_bytes = n;
+        }
+        if let Some(t) = model.get("max_retry_after").and_then(seconds) {
+            self.max_retry_after = t;
+        }
+        self
+    }
+}
+
+/// A number of seconds as a `Duration`, saturating: negative is zero and too large for a
+/// `Duration` (`1e30`, infinity) is `Duration::MAX`, never a panic. Not a number: `None`.
+fn seconds(v: &Value) -> Option<Duration> {
+    let f = v.as_f64().filter(|f| !f.is_nan())?;
+    Some(Duration::try_from_secs_f64(f.max(0.0)).unwrap_or(Duration::MAX))
+}
+
+/// A byte count: a non-negative number, saturating at `usize::MAX`.
+fn byte_count(v: &Value) -> Option<usize> {
+    if let Some(n) = v.as_u64() {
+        return Some(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    let f = v.as_f64().filter(|f| !f.is_nan())?;
+    // `as` saturates for floats.
+    Some(f.max(0.0) as usize)
+}
+
+/// A credential. `Debug` never shows it, so the executor holding it can be printed.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Secret {
+    /// `text` with every occurrence of the secret replaced: error messages may quote what the
+    /// server received (some servers echo the key they refused).
+    fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, REDACTED)
+        }
+    }
+}
 
 /// Request fields taken from the model block and sent with the request.
 const FORWARDED: &[&str] = &[
@@ -30,6 +137,7 @@ const FORWARDED: &[&str] = &[
 pub struct FlatAgentAdapter {
     client: OnceLock<reqwest::Client>,
     base_url: Option<String>,
+    limits: HttpLimits,
 }
 
 impl FlatAgentAdapter {
@@ -42,9 +150,15 @@ impl FlatAgentAdapter {
     /// model sets its own `base_url`; without it, `OPENAI_BASE_URL` or OpenAI's API is used.
     pub fn with_base_url(base_url: impl Into<String>) -> Self {
         FlatAgentAdapter {
-            client: OnceLock::new(),
             base_url: Some(base_url.into()),
+            ..FlatAgentAdapter::default()
         }
+    }
+
+    /// The same adapter with `limits` for every agent whose model block does not set its own.
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     fn client(&self) -> reqwest::Client {
@@ -70,6 +184,17 @@ impl AgentAdapter for FlatAgentAdapter {
         spec: &AgentSpec,
         context: &AdapterContext,
     ) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
+        Ok(Arc::new(self.executor(name, spec, context)?))
+    }
+}
+
+impl FlatAgentAdapter {
+    fn executor(
+        &self,
+        name: &str,
+        spec: &AgentSpec,
+        context: &AdapterContext,
+    ) -> Result<FlatAgentExecutor, AgentFailure> {
         // An agent file read here (not by the compiler) brings its own folder's profiles.
         let mut own_profiles = spec.profiles.clone();
         let doc = match (&spec.config, &spec.reference) {
@@ -92,23 +217,37 @@ impl AgentAdapter for FlatAgentAdapter {
         };
         let data = doc.get("data").cloned().unwrap_or(Value::Null);
         let profiles = own_profiles.or_else(|| context.profiles.clone());
-        let model = resolve_model(data.get("model"), profiles.as_ref())?;
+        let mut model = resolve_model(data.get("model"), profiles.as_ref())?;
+        // The key leaves the model map, which templates and error paths see, and is kept
+        // where nothing prints it. An `api_key` in the model block is the key litellm uses in
+        // the reference; other credential-like keys are not read and are dropped likewise.
+        let api_key = model
+            .get("api_key")
+            .and_then(Value::as_str)
+            .filter(|k| !k.is_empty())
+            .map(|k| Secret(k.to_string()));
+        model.retain(|k, _| !is_secret_key(k));
+        let limits = self.limits.for_model(&model);
+        let template_model = template_model(&model);
         let wants_json = data
             .get("output")
             .and_then(Value::as_object)
             .is_some_and(|o| !o.is_empty());
         let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
-        Ok(Arc::new(FlatAgentExecutor {
+        Ok(FlatAgentExecutor {
             client: self.client(),
             templates: Templates::for_prompts(),
             system: text("system").unwrap_or_else(|| "You are a helpful assistant.".to_string()),
             user: text("user").unwrap_or_default(),
             suffix: text("instruction_suffix"),
             model,
+            template_model,
             wants_json,
             metadata: doc.get("metadata").cloned(),
             base_url: self.base_url.clone(),
-        }))
+            api_key,
+            limits,
+        })
     }
 }
 
@@ -197,6 +336,42 @@ pub(crate) fn resolve_model(
     Ok(out)
 }
 
+/// The `model` the prompts see, as the reference builds it in `_render_system_prompt`: the
+/// resolved model block (credentials removed) with `name` as `<provider>/<name>` when a provider
+/// is set and the name has no `/`, and the sampling fields and `base_url` always present (null
+/// when unset). The request's `model` stays the bare name.
+fn template_model(model: &Map<String, Value>) -> Value {
+    let mut out = model.clone();
+    let provider = model
+        .get("provider")
+        .filter(|p| crate::py::truthy(p))
+        .and_then(Value::as_str);
+    let name = match (provider, model.get("name")) {
+        (Some(p), Some(Value::String(n))) if !n.is_empty() && !n.contains('/') => {
+            Value::String(format!("{p}/{n}"))
+        }
+        (_, n) => n.cloned().unwrap_or(Value::Null),
+    };
+    out.insert("name".into(), name);
+    for k in [
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "top_k",
+        "frequency_penalty",
+        "presence_penalty",
+        "seed",
+        "base_url",
+    ] {
+        let v = model.get(k).cloned().unwrap_or(Value::Null);
+        out.insert(k.into(), v);
+    }
+    Value::Object(out)
+}
+
+/// A `flatagent` executor. Its `Debug` output shows no credential: the API key is a [`Secret`]
+/// and the model map no longer holds it.
+#[derive(Debug)]
 struct FlatAgentExecutor {
     client: reqwest::Client,
     templates: Templates,
@@ -204,9 +379,31 @@ struct FlatAgentExecutor {
     user: String,
     suffix: Option<String>,
     model: Map<String, Value>,
+    /// `model` as the prompt templates see it ([`template_model`]).
+    template_model: Value,
     wants_json: bool,
     metadata: Option<Value>,
     base_url: Option<String>,
+    /// `model.api_key`; without it `OPENAI_API_KEY` is read at each call.
+    api_key: Option<Secret>,
+    limits: HttpLimits,
+}
+
+/// How an exchange failed before a complete reply was read.
+enum Trouble {
+    /// The `timeout` passed (connecting, waiting or reading the body).
+    Timeout,
+    /// The connection failed or broke (refused, reset, closed mid-body).
+    Connection(String),
+    /// The body is longer than `max_response_bytes`.
+    TooLarge(u16),
+}
+
+/// A reply read in full.
+struct Reply {
+    status: u16,
+    retry_after: Option<f64>,
+    body: Vec<u8>,
 }
 
 #[async_trait::async_trait]
@@ -240,12 +437,11 @@ impl FlatAgentExecutor {
         input: &Value,
         tools_prompt: &str,
     ) -> Result<String, AgentFailure> {
-        let model = Value::Object(self.model.clone());
         let empty_list = Value::Array(Vec::new());
         let tools_prompt = Value::String(tools_prompt.to_string());
         let vars = Vars::new()
             .with("input", input)
-            .with("model", &model)
+            .with("model", &self.template_model)
             .with("tools", &empty_list)
             .with("tools_prompt", &tools_prompt);
         self.templates
@@ -311,41 +507,77 @@ impl FlatAgentExecutor {
             .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
             .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
         let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-        let timeout = self
-            .model
-            .get("timeout")
-            .and_then(Value::as_f64)
-            .unwrap_or(600.0);
-        let mut req = self
-            .client
-            .post(&url)
-            .timeout(Duration::from_secs_f64(timeout.max(0.001)))
-            .json(&Value::Object(body));
-        if let Ok(key) = std::env::var("OPENAI_API_KEY") {
-            req = req.bearer_auth(key);
+        let key = self.api_key.clone().or_else(|| {
+            std::env::var("OPENAI_API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty())
+                .map(Secret)
+        });
+        let mut req = self.client.post(&url).json(&Value::Object(body));
+        if let Some(key) = &key {
+            // `bearer_auth` marks the header sensitive, so reqwest's own `Debug` hides it too.
+            req = req.bearer_auth(&key.0);
         }
         let provider_data = json!({"provider": self.model.get("provider").cloned().unwrap_or(json!("openai")), "model": name});
-        let response = match req.send().await {
-            Ok(r) => r,
-            Err(e) => return Ok(transport_error(&e, user, provider_data)),
+        let limits = self.limits;
+        // One deadline over the whole exchange, body included: a server that drips an endless
+        // body is cut off like one that never answers.
+        let outcome = match tokio::time::timeout(limits.timeout, exchange(req, &limits)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Trouble::Timeout),
         };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        let text = match response.text().await {
-            Ok(t) => t,
-            Err(e) => return Ok(transport_error(&e, user, provider_data)),
+        let scrub = |text: &str| match &key {
+            Some(k) => k.scrub(text),
+            None => text.to_string(),
         };
-        if status != 200 {
-            return Ok(http_error(status, &text, retry_after, user, provider_data));
+        let reply = match outcome {
+            Ok(reply) => reply,
+            Err(trouble) => {
+                let error = trouble_error(&trouble, &limits, &scrub);
+                return Ok(failed(error, None, user, provider_data));
+            }
+        };
+        if reply.status != 200 {
+            let retry_after = reply.retry_after.map(|r| {
+                // Capped: a server's `Retry-After: 100000` must not park the run for a day.
+                r.min(limits.max_retry_after.as_secs_f64())
+            });
+            let text = String::from_utf8_lossy(&reply.body);
+            let mut r = http_error(reply.status, &text, retry_after, user, provider_data);
+            if let Some(e) = r.error.as_mut()
+                && let Some(m) = e.get("message").and_then(Value::as_str)
+            {
+                e["message"] = json!(scrub(m));
+            }
+            return Ok(r);
         }
-        let reply: Value = serde_json::from_str(&text).map_err(|e| {
-            AgentFailure::new("JSONDecodeError", format!("invalid JSON from {url}: {e}"))
-        })?;
-        let choice = reply.pointer("/choices/0").cloned().unwrap_or(Value::Null);
+        let malformed = |message: String| {
+            json!({
+                "code": "server_error",
+                "type": "APIResponseValidationError",
+                "message": scrub(&message),
+                "status_code": 200,
+                // A proxy's or an overloaded server's bad reply may well be good next time.
+                "retryable": true,
+            })
+        };
+        let reply: Value = match serde_json::from_slice(&reply.body) {
+            Ok(v) => v,
+            Err(e) => {
+                let error = malformed(format!("the reply is not JSON: {e}"));
+                return Ok(failed(error, None, user, provider_data));
+            }
+        };
+        let Some(choice) = reply
+            .get("choices")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .filter(|c| c.get("message").is_some_and(Value::is_object))
+            .cloned()
+        else {
+            let error = malformed("the reply has no choices[0].message".into());
+            return Ok(failed(error, None, user, provider_data));
+        };
         // A reply that only calls tools has `content: null`, which stays null.
         let content = choice
             .pointer("/message/content")
@@ -373,6 +605,20 @@ impl FlatAgentExecutor {
                 "api_calls": 1,
             })
         });
+        if content.is_none() && tool_calls.is_none() {
+            // Neither text nor tool calls: the reference returns an empty success here, which
+            // a machine cannot tell from a real answer. `content_filter` is the provider's
+            // decision and would repeat; anything else may be transient.
+            let error = json!({
+                "code": if finish == "content_filter" { "content_filter" } else { "server_error" },
+                "type": "APIResponseValidationError",
+                "message": format!("the reply has neither content nor tool calls (finish_reason: {finish})"),
+                "status_code": 200,
+                "retryable": finish != "content_filter",
+            });
+            let usage = usage.or_else(|| Some(json!({"api_calls": 1})));
+            return Ok(failed(error, usage, user, provider_data));
+        }
         let output = match &content {
             Some(text) if self.wants_json && tools.is_empty() && !text.is_empty() => Some(
                 serde_json::from_str::<Value>(strip_markdown_json(text))
@@ -442,6 +688,10 @@ fn http_error(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| body.trim().to_string());
+    let message = match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}… (cut)", &message[..cut]),
+        None => message,
+    };
     let code = match status {
         429 => "rate_limit",
         401 | 403 => "auth_error",
@@ -474,18 +724,103 @@ fn http_error(
     }
 }
 
-fn transport_error(e: &reqwest::Error, user: Option<String>, provider_data: Value) -> AgentResult {
-    let (code, ty) = if e.is_timeout() {
-        ("timeout", "Timeout")
-    } else {
-        ("server_error", "APIConnectionError")
-    };
+/// A failed result carrying `error`.
+fn failed(
+    error: Value,
+    usage: Option<Value>,
+    user: Option<String>,
+    provider_data: Value,
+) -> AgentResult {
     AgentResult {
-        error: Some(json!({"code": code, "type": ty, "message": e.to_string(), "retryable": true})),
+        error: Some(error),
+        usage,
         finish_reason: Some("error".into()),
         provider_data: Some(provider_data),
         rendered_user_prompt: user,
         ..AgentResult::default()
+    }
+}
+
+/// Sends the request and reads the whole reply, at most `max_response_bytes` of body.
+async fn exchange(req: reqwest::RequestBuilder, limits: &HttpLimits) -> Result<Reply, Trouble> {
+    let mut response = req.send().await.map_err(reqwest_trouble)?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        // Negative, NaN and infinite values are not waits (an HTTP date is not read either).
+        .filter(|v| v.is_finite() && *v >= 0.0);
+    let limit = limits.max_response_bytes;
+    if response
+        .content_length()
+        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+    {
+        return Err(Trouble::TooLarge(status));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(reqwest_trouble)? {
+        if chunk.len() > limit.saturating_sub(body.len()) {
+            return Err(Trouble::TooLarge(status));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Reply {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+fn reqwest_trouble(e: reqwest::Error) -> Trouble {
+    if e.is_timeout() {
+        return Trouble::Timeout;
+    }
+    // Without the URL, whose user info or query may hold a credential; with the causes, which
+    // say what actually happened ("connection reset by peer").
+    let e = e.without_url();
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    Trouble::Connection(parts.join(": "))
+}
+
+/// The `error` of a result for an exchange that did not complete.
+fn trouble_error(trouble: &Trouble, limits: &HttpLimits, scrub: &dyn Fn(&str) -> String) -> Value {
+    match trouble {
+        Trouble::Timeout => json!({
+            "code": "timeout",
+            "type": "Timeout",
+            "message": format!(
+                "no complete reply within the {}s timeout",
+                limits.timeout.as_secs_f64()
+            ),
+            "retryable": true,
+        }),
+        Trouble::Connection(message) => json!({
+            "code": "server_error",
+            "type": "APIConnectionError",
+            "message": scrub(message),
+            "retryable": true,
+        }),
+        Trouble::TooLarge(status) => json!({
+            "code": "server_error",
+            "type": "ResponseTooLargeError",
+            "message": format!(
+                "the response body is larger than max_response_bytes ({} bytes)",
+                limits.max_response_bytes
+            ),
+            "status_code": status,
+            // The same request would most likely get the same reply.
+            "retryable": false,
+        }),
     }
 }
 
@@ -553,6 +888,59 @@ mod tests {
         let err =
             resolve_model(Some(&json!("nope")), Some(&json!({"model_profiles": {}}))).unwrap_err();
         assert_eq!(err.kind, "ValueError");
+    }
+
+    #[test]
+    fn the_executor_keeps_the_key_out_of_templates_and_debug() {
+        let spec = AgentSpec {
+            ty: "flatagent".into(),
+            reference: None,
+            config: Some(json!({"data": {"model": {
+                "profile": "p", "api_key": "sk-unit-1", "headers": {"x": "sk-unit-2"},
+                "timeout": 1e300, "max_response_bytes": -3.0,
+            }}})),
+            dir: Default::default(),
+            profiles: Some(json!({"model_profiles": {"p": {"provider": "openai", "name": "n"}}})),
+        };
+        let ctx = AdapterContext {
+            config_dir: Default::default(),
+            settings: json!({}),
+            machine_name: "m".into(),
+            profiles: None,
+        };
+        let ex = FlatAgentAdapter::new().executor("a", &spec, &ctx).unwrap();
+        let shown = format!("{ex:?}");
+        assert!(!shown.contains("sk-unit"), "{shown}");
+        assert!(!ex.template_model.to_string().contains("sk-unit"));
+        assert_eq!(ex.api_key.as_ref().unwrap().0, "sk-unit-1");
+        assert_eq!(ex.template_model["name"], "openai/n");
+        assert_eq!(ex.template_model["seed"], Value::Null);
+        assert_eq!(ex.limits.timeout, Duration::MAX);
+        assert_eq!(ex.limits.max_response_bytes, 0);
+        assert_eq!(
+            Secret("k".into()).scrub("got k and k"),
+            "got [redacted] and [redacted]"
+        );
+    }
+
+    #[test]
+    fn the_template_model_prefixes_only_bare_names() {
+        let m = |v: Value| template_model(v.as_object().unwrap())["name"].clone();
+        assert_eq!(m(json!({"provider": "openai", "name": "a"})), "openai/a");
+        assert_eq!(m(json!({"provider": "openai", "name": "x/a"})), "x/a");
+        assert_eq!(m(json!({"provider": "", "name": "a"})), "a");
+        assert_eq!(m(json!({"provider": "openai"})), Value::Null);
+        assert_eq!(m(json!({"name": "a"})), "a");
+    }
+
+    #[test]
+    fn seconds_saturate() {
+        assert_eq!(seconds(&json!(1e30)), Some(Duration::MAX));
+        assert_eq!(seconds(&json!(-1)), Some(Duration::ZERO));
+        assert_eq!(seconds(&json!(1.5)), Some(Duration::from_millis(1500)));
+        assert_eq!(seconds(&json!("1")), None);
+        assert_eq!(byte_count(&json!(1e30)), Some(usize::MAX));
+        assert_eq!(byte_count(&json!(7)), Some(7));
     }
 
     #[test]

@@ -7,7 +7,7 @@ mod flatagent;
 
 pub use echo::EchoAdapter;
 #[cfg(feature = "http")]
-pub use flatagent::FlatAgentAdapter;
+pub use flatagent::{FlatAgentAdapter, HttpLimits};
 
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -162,8 +162,9 @@ impl AgentFailure {
     }
 }
 
-/// How an agent is declared, after the compiler resolved its files.
-#[derive(Clone, Debug, PartialEq)]
+/// How an agent is declared, after the compiler resolved its files. Its `Debug` output hides
+/// credential-like keys of `config` and `profiles` (see [`redact_secrets`]).
+#[derive(Clone, PartialEq)]
 pub struct AgentSpec {
     /// The adapter type (`flatagent`, `echo`, or a user's).
     pub ty: String,
@@ -178,8 +179,9 @@ pub struct AgentSpec {
     pub profiles: Option<Value>,
 }
 
-/// What an adapter knows about the machine creating an executor.
-#[derive(Clone, Debug)]
+/// What an adapter knows about the machine creating an executor. Its `Debug` output hides
+/// credential-like keys of `settings` and `profiles` (see [`redact_secrets`]).
+#[derive(Clone)]
 pub struct AdapterContext {
     /// The machine's config directory.
     pub config_dir: PathBuf,
@@ -189,6 +191,68 @@ pub struct AdapterContext {
     pub machine_name: String,
     /// Model profiles visible to the machine (`data.model_profiles` and friends), if any.
     pub profiles: Option<Value>,
+}
+
+impl std::fmt::Debug for AgentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentSpec")
+            .field("ty", &self.ty)
+            .field("reference", &self.reference)
+            .field("config", &self.config.as_ref().map(redact_secrets))
+            .field("dir", &self.dir)
+            .field("profiles", &self.profiles.as_ref().map(redact_secrets))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AdapterContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterContext")
+            .field("config_dir", &self.config_dir)
+            .field("settings", &redact_secrets(&self.settings))
+            .field("machine_name", &self.machine_name)
+            .field("profiles", &self.profiles.as_ref().map(redact_secrets))
+            .finish()
+    }
+}
+
+/// What [`redact_secrets`] writes in place of a credential.
+pub const REDACTED: &str = "[redacted]";
+
+/// Whether a config key names a credential: `api_key` (the model block's, which the reference
+/// hands to litellm) and its spellings (`openai_api_key`, `apiKey`), `secret`, `password`,
+/// `token` and `*_token` except the token counts (`max_tokens`), `authorization`, `auth`,
+/// `oauth`, and `headers` (which carry `Authorization`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    let counts = k.ends_with("_tokens") || k.starts_with("max_");
+    k.ends_with("api_key")
+        || k.ends_with("apikey")
+        || k.contains("secret")
+        || k.contains("password")
+        || (k == "token" || k.ends_with("_token")) && !counts
+        || matches!(k.as_str(), "authorization" | "auth" | "oauth" | "headers")
+}
+
+/// `v` with the value of every credential-like key ([`is_secret_key`]), at any depth, replaced
+/// by [`REDACTED`]: what `Debug` output and logs show of agent configs.
+pub fn redact_secrets(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(k) && !v.is_null() {
+                        Value::String(REDACTED.into())
+                    } else {
+                        redact_secrets(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact_secrets).collect()),
+        other => other.clone(),
+    }
 }
 
 /// One call of a machine-driven tool loop (the reference's `execute_with_tools` arguments).
@@ -330,6 +394,51 @@ impl AdapterRegistry {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let spec = AgentSpec {
+            ty: "flatagent".into(),
+            reference: None,
+            config: Some(
+                json!({"data": {"model": {"name": "m", "api_key": "sk-hidden-1",
+                                                    "max_tokens": 5}}}),
+            ),
+            dir: PathBuf::new(),
+            profiles: Some(json!({"model_profiles": {"p": {"apiKey": "sk-hidden-2",
+                                                           "headers": {"x": "sk-hidden-3"}}}})),
+        };
+        let ctx = AdapterContext {
+            config_dir: PathBuf::new(),
+            settings: json!({"openai_api_key": "sk-hidden-4"}),
+            machine_name: "m".into(),
+            profiles: spec.profiles.clone(),
+        };
+        let text = format!("{spec:?} {ctx:?}");
+        assert!(!text.contains("sk-hidden"), "{text}");
+        assert!(
+            text.contains("max_tokens") && text.contains(REDACTED),
+            "{text}"
+        );
+        for k in [
+            "api_key",
+            "OPENAI_API_KEY",
+            "access_token",
+            "client_secret",
+            "Authorization",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "max_tokens",
+            "name",
+            "completion_tokens",
+            "base_url",
+            "temperature",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
+    }
 
     #[test]
     fn payload_and_metrics_follow_the_reference() {
