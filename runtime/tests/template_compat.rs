@@ -88,11 +88,6 @@ const KNOWN: &[(&str, Option<Env>, &str)] = &[
         "number attributes (`real`, `imag`) are not provided",
     ),
     (
-        "{{ 'ǆemal'.title() }}",
-        None,
-        "title-case digraphs (U+01C4…) upper-case instead",
-    ),
-    (
         "{{ '1e400' | fromjson }}",
         Some(Env::Machine),
         "JSON numbers beyond f64 fail to parse instead of inf",
@@ -198,6 +193,7 @@ fn runaway_loops_stop_at_the_fuel_limit() {
             &vars,
         )
         .expect_err("10^10 iterations must not complete");
+    // About 20 s in a debug build (unoptimised minijinja), far less in release.
     eprintln!("fuel exhausted after {:?}", started.elapsed());
     assert_eq!(err.kind(), "RuntimeError");
     let limit = flatmachines::unstable::template::FUEL_LIMIT;
@@ -207,14 +203,8 @@ fn runaway_loops_stop_at_the_fuel_limit() {
         )),
         "{err}"
     );
-    // The same in the prompt environment.
-    let err = Templates::for_prompts()
-        .render_str(
-            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-            &vars,
-        )
-        .expect_err("prompt templates are limited too");
-    assert_eq!(err.kind(), "RuntimeError");
+    // (The prompt environment is built by the same function with the same limit; burning
+    // 50 million instructions once is enough for a debug-build test.)
     // Ordinary loops are far below the limit: 100,000 items with some work each.
     let out = t
         .render_str(

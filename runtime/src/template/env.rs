@@ -1318,15 +1318,42 @@ fn py_title(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut prev_cased = false;
     for c in s.chars() {
-        let cased = c.is_lowercase() || c.is_uppercase();
+        let cased = is_cased(c);
         if cased && !prev_cased {
-            out.extend(c.to_uppercase());
+            push_titlecase(&mut out, c);
         } else {
             out.extend(c.to_lowercase());
         }
         prev_cased = cased;
     }
     out
+}
+
+/// Python's "cased" characters: upper-, lower- and title-case letters.
+fn is_cased(c: char) -> bool {
+    c.is_lowercase() || c.is_uppercase() || titlecase_digraph(c).is_some()
+}
+
+/// The title-case form of the Latin digraphs (`ǆ` → `ǅ`), which differs from upper case.
+fn titlecase_digraph(c: char) -> Option<char> {
+    match c {
+        '\u{1c4}'..='\u{1c6}' => Some('\u{1c5}'),
+        '\u{1c7}'..='\u{1c9}' => Some('\u{1c8}'),
+        '\u{1ca}'..='\u{1cc}' => Some('\u{1cb}'),
+        '\u{1f1}'..='\u{1f3}' => Some('\u{1f2}'),
+        _ => None,
+    }
+}
+
+/// Appends Python's title case of `c` (`ß` → `Ss`, `ǆ` → `ǅ`, otherwise upper case).
+fn push_titlecase(out: &mut String, c: char) {
+    match (titlecase_digraph(c), c) {
+        (Some(t), _) => out.push(t),
+        (None, '\u{df}') => out.push_str("Ss"),
+        (None, '\u{fb01}') => out.push_str("Fi"),
+        (None, '\u{fb02}') => out.push_str("Fl"),
+        _ => out.extend(c.to_uppercase()),
+    }
 }
 
 /// `str` methods that take no argument.
@@ -1434,7 +1461,7 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
             let mut any = false;
             let mut ok = true;
             for c in s.chars() {
-                if c.is_uppercase() {
+                if c.is_uppercase() || titlecase_digraph(c) == Some(c) {
                     ok &= !prev_cased;
                     prev_cased = true;
                     any = true;
@@ -1536,7 +1563,8 @@ fn str_method(s: &str, name: &str, args: &[Value]) -> Result<Value, Error> {
             let mut cs = s.chars();
             let mut out = String::with_capacity(s.len());
             if let Some(first) = cs.next() {
-                out.extend(first.to_uppercase());
+                // Python capitalises with the title case (`ǆ` → `ǅ`, `ß` → `Ss`).
+                push_titlecase(&mut out, first);
                 out.push_str(&cs.as_str().to_lowercase());
             }
             Value::from(out)
