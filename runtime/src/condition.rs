@@ -45,7 +45,7 @@ mod native;
 mod py;
 
 #[cfg(feature = "cel")]
-pub use cel::{CelCondition, MAX_CEL_DEPTH, cel_truthy};
+pub use cel::{CelCondition, MAX_CEL_DEPTH, MAX_CEL_ITERATIONS, cel_truthy};
 pub use native::{LazyCondition, NativeCondition, NativeFn, ops};
 pub use py::{
     MAX_SEQUENCE_LEN, PyValue, attr, eval, index, json_attr, literal, lookup_name, py_arith,

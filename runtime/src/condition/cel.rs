@@ -1,10 +1,12 @@
 //! The CEL engine (`expression_engine: cel`), on the `cel` crate.
 
 use super::{ConditionError, ErrorKind};
-use cel::common::ast::{EntryExpr, Expr as CelExpr};
+use cel::common::ast::{CallExpr, EntryExpr, Expr as CelExpr};
+use cel::common::value::CowVal;
 use cel::objects::{Key, Map};
-use cel::{Context, Env, IdedExpr, Program, Value as CelValue};
+use cel::{Context, Env, ExecutionError, FunctionContext, IdedExpr, Program, Value as CelValue};
 use serde_json::Value;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,6 +27,116 @@ const INLINE_DEPTH: usize = if cfg!(debug_assertions) { 10 } else { 48 };
 /// enough for [`MAX_CEL_DEPTH`] levels in a debug build. Only the pages actually touched
 /// are committed.
 const EVAL_STACK: usize = 64 << 20;
+
+/// Most items the comprehensions of one evaluation (`all`, `exists`, `exists_one`, `map`,
+/// `filter`) may range over, all together: a comprehension costs the length of its list (or
+/// map) each time it starts, so nested ones cost the product. `[..100k items..].all(x,
+/// list.exists(y, y == x))` would otherwise run for hours; past the budget the evaluation fails
+/// with a `ValueError` naming this limit. Real conditions stay far below it.
+pub const MAX_CEL_ITERATIONS: u64 = 1_000_000;
+
+/// The function the comprehensions of a compiled program call on their range, to charge it
+/// to the evaluation's budget. `@` names cannot be written in CEL source, so no condition can
+/// call or shadow it.
+const CHARGE: &str = "@flatmachines_charge";
+
+thread_local! {
+    /// What is left of [`MAX_CEL_ITERATIONS`] for the evaluation running on this thread.
+    static BUDGET: Cell<u64> = const { Cell::new(MAX_CEL_ITERATIONS) };
+    /// Whether the evaluation running on this thread ran out of budget.
+    static EXHAUSTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// [`CHARGE`]: counts the items of its argument (a list or map) against the budget and passes
+/// the argument through as it is, without converting it (which would cost as much as the loop).
+fn charge<'c, 'v>(ftx: &mut FunctionContext<'c, 'v>) -> Result<CowVal<'c, 'v>, ExecutionError> {
+    let Some(range) = ftx.args.first().cloned() else {
+        return Err(ftx.error("expects the comprehension's range"));
+    };
+    let items = range.as_ref().as_sizer().map_or(0, |s| *s.size().inner());
+    let left = BUDGET.get();
+    match u64::try_from(items) {
+        Ok(items) if items <= left => {
+            BUDGET.set(left - items);
+            Ok(range)
+        }
+        _ => {
+            EXHAUSTED.set(true);
+            Err(ftx.error("iteration budget exhausted"))
+        }
+    }
+}
+
+/// The type `cel` registers raw functions as (`Function` in its private `magic` module).
+type RawFunction = Box<
+    dyn for<'c, 'v> Fn(&mut FunctionContext<'c, 'v>) -> Result<CowVal<'c, 'v>, ExecutionError>
+        + Send
+        + Sync,
+>;
+
+/// Makes every comprehension of `e` charge its range to the budget (`iter_range` becomes
+/// `@flatmachines_charge(iter_range)`); returns whether there was one. The loop itself is left
+/// as the macro expanded it, so the interpreter's fast paths for `map`/`filter`/`all`/`exists`
+/// still apply. Recurses as deep as the tree ([`MAX_CEL_DEPTH`]).
+fn instrument(e: &mut IdedExpr) -> bool {
+    let mut found = false;
+    let mut visit = |e: &mut IdedExpr| found |= instrument(e);
+    match &mut e.expr {
+        CelExpr::Unspecified | CelExpr::Ident(_) | CelExpr::Literal(_) => {}
+        CelExpr::Call(call) => {
+            if let Some(t) = call.target.as_deref_mut() {
+                visit(t);
+            }
+            call.args.iter_mut().for_each(visit);
+        }
+        CelExpr::Comprehension(c) => {
+            for part in [
+                &mut c.iter_range,
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
+                visit(part);
+            }
+            let range = std::mem::take(&mut c.iter_range);
+            c.iter_range = IdedExpr {
+                id: range.id,
+                expr: CelExpr::Call(CallExpr {
+                    func_name: CHARGE.to_owned(),
+                    target: None,
+                    args: vec![range],
+                }),
+            };
+            found = true;
+        }
+        CelExpr::List(list) => list.elements.iter_mut().for_each(visit),
+        CelExpr::Map(map) => {
+            for entry in &mut map.entries {
+                match &mut entry.expr {
+                    EntryExpr::StructField(f) => visit(&mut f.value),
+                    EntryExpr::MapEntry(m) => {
+                        visit(&mut m.key);
+                        visit(&mut m.value);
+                    }
+                }
+            }
+        }
+        CelExpr::Select(select) => visit(&mut select.operand),
+        CelExpr::Struct(st) => {
+            for entry in &mut st.entries {
+                match &mut entry.expr {
+                    EntryExpr::StructField(f) => visit(&mut f.value),
+                    EntryExpr::MapEntry(m) => {
+                        visit(&mut m.key);
+                        visit(&mut m.value);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
 
 /// Deepest JSON nesting converted to CEL values (`serde_json` parses at most 128).
 const MAX_CONTEXT_DEPTH: usize = 256;
@@ -63,6 +175,9 @@ fn env() -> &'static Arc<Env> {
 pub struct CelCondition {
     source: Arc<str>,
     program: Arc<Program>,
+    /// The program's tree with its comprehensions charging the budget, if it has any: what
+    /// is evaluated.
+    charged: Option<Arc<IdedExpr>>,
     depth: usize,
 }
 
@@ -105,24 +220,29 @@ impl CelCondition {
         let outcome = std::thread::Builder::new()
             .name("cel-compile".into())
             .stack_size(PARSER_STACK)
-            .spawn(move || -> Result<(Program, usize), String> {
-                let program = Program::compile(&owned).map_err(|e| e.to_string())?;
-                let depth = depth(program.expression(), MAX_CEL_DEPTH + 1);
-                if depth > MAX_CEL_DEPTH {
-                    // Dropped here, on the large stack: dropping is recursive too.
-                    drop(program);
-                    return Err(format!(
-                        "expression is nested too deeply (more than {MAX_CEL_DEPTH} levels)"
-                    ));
-                }
-                Ok((program, depth))
-            })
+            .spawn(
+                move || -> Result<(Program, Option<IdedExpr>, usize), String> {
+                    let program = Program::compile(&owned).map_err(|e| e.to_string())?;
+                    let depth = depth(program.expression(), MAX_CEL_DEPTH + 1);
+                    if depth > MAX_CEL_DEPTH {
+                        // Dropped here, on the large stack: dropping is recursive too.
+                        drop(program);
+                        return Err(format!(
+                            "expression is nested too deeply (more than {MAX_CEL_DEPTH} levels)"
+                        ));
+                    }
+                    let mut charged = program.expression().clone();
+                    let charged = instrument(&mut charged).then_some(charged);
+                    Ok((program, charged, depth))
+                },
+            )
             .map_err(|e| cel_error(src, format!("could not start the CEL parser: {e}")))?
             .join();
         match outcome {
-            Ok(Ok((program, depth))) => Ok(CelCondition {
+            Ok(Ok((program, charged, depth))) => Ok(CelCondition {
                 source: Arc::from(src),
                 program: Arc::new(program),
+                charged: charged.map(Arc::new),
                 depth,
             }),
             Ok(Err(message)) => Err(cel_error(src, message)),
@@ -162,7 +282,25 @@ impl CelCondition {
         let run = || -> Result<CelValue, String> {
             let mut ctx = Context::with_env(Arc::clone(env()));
             ctx.add_variable_from_value("context", value);
-            match catch_unwind(AssertUnwindSafe(|| self.program.execute(&ctx))) {
+            let outcome = match &self.charged {
+                None => catch_unwind(AssertUnwindSafe(|| self.program.execute(&ctx))),
+                Some(charged) => {
+                    // The budget is per evaluation, on the thread that evaluates.
+                    BUDGET.set(MAX_CEL_ITERATIONS);
+                    EXHAUSTED.set(false);
+                    ctx.add_function(CHARGE, Box::new(charge) as RawFunction)
+                        .map_err(|e| format!("cannot set up the iteration budget: {e}"))?;
+                    catch_unwind(AssertUnwindSafe(|| CelValue::resolve(charged, &ctx)))
+                }
+            };
+            match outcome {
+                // Also when the result is a value: `all()`/`exists()` let a later element
+                // override an error (`error && false` is false), which must not turn an
+                // evaluation cut short into an answer.
+                Ok(_) if self.charged.is_some() && EXHAUSTED.get() => Err(format!(
+                    "the comprehensions (all, exists, exists_one, map, filter) of one \
+                     evaluation may range over at most {MAX_CEL_ITERATIONS} items in all"
+                )),
                 Ok(Ok(value)) => Ok(value),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the CEL interpreter failed".to_owned()),

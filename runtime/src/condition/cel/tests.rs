@@ -258,3 +258,86 @@ fn depth_counts_nesting() {
     assert_eq!(depth(p.expression(), 100), 3);
     assert_eq!(depth(p.expression(), 2), 2);
 }
+
+/// A list of `n` integers, as a context.
+fn numbers(n: usize) -> Value {
+    json!({"items": (0..n).collect::<Vec<_>>()})
+}
+
+fn compiled(src: &str) -> CelCondition {
+    CelCondition::compile(src).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
+
+#[test]
+fn nested_comprehensions_run_out_of_budget_instead_of_running_for_ever() {
+    let ctx = numbers(100_000);
+    for src in [
+        "context.items.all(x, context.items.exists(y, y == x))",
+        "context.items.map(x, context.items.filter(y, y < x)).size() > 0",
+        "context.items.exists_one(x, context.items.all(y, y >= 0))",
+    ] {
+        let e = compiled(src).evaluate(&ctx).unwrap_err();
+        assert!(
+            e.message()
+                .contains(&format!("at most {MAX_CEL_ITERATIONS} items")),
+            "{src}: {e}"
+        );
+    }
+    // Past the budget whether the program is evaluated on the caller's thread or on the
+    // helper thread of deep programs.
+    let deep = format!(
+        "context.items.all(x, context.items.exists(y, y == x)){}",
+        " && true".repeat(60)
+    );
+    let c = compiled(&deep);
+    assert!(c.depth() > INLINE_DEPTH);
+    let e = c.evaluate(&ctx).unwrap_err();
+    assert!(e.message().contains("at most"), "{e}");
+    // `all()` lets a later `false` override an error: the budget's still wins.
+    let e = compiled(
+        "context.items.all(x, x < 50 && context.items.exists(y, y == x) || x > 99990 && false)",
+    )
+    .evaluate(&ctx)
+    .unwrap_err();
+    assert!(e.message().contains("at most"), "{e}");
+}
+
+#[test]
+fn comprehensions_within_the_budget_are_untouched() {
+    let ctx = numbers(900);
+    // 900 + 900 × 900 items: within budget.
+    assert!(
+        compiled("context.items.all(x, context.items.exists(y, y == x))")
+            .evaluate(&ctx)
+            .unwrap()
+    );
+    assert_eq!(
+        compiled("context.items.filter(x, x % 2 == 0).map(x, x * 2)")
+            .evaluate_value(&ctx)
+            .unwrap(),
+        cel::Value::from(
+            (0..900)
+                .filter(|x| x % 2 == 0)
+                .map(|x: i64| x * 2)
+                .collect::<Vec<i64>>()
+        )
+    );
+    // The budget is per evaluation: the same condition passes again and again, though two
+    // evaluations together would exceed it.
+    let c = compiled("context.items.all(x, x >= 0)");
+    let big = numbers(MAX_CEL_ITERATIONS as usize * 3 / 5);
+    for _ in 0..2 {
+        assert!(c.evaluate(&big).unwrap());
+    }
+    // Maps charge their size too.
+    assert!(
+        compiled("{'a': 1, 'b': 2}.all(k, k.size() == 1)")
+            .evaluate(&json!({}))
+            .unwrap()
+    );
+    // Errors inside a comprehension are still the interpreter's own.
+    let e = compiled("context.items.all(x, x.nope)")
+        .evaluate(&ctx)
+        .unwrap_err();
+    assert!(!e.message().contains("at most"), "{e}");
+}
