@@ -124,6 +124,8 @@ pub fn flatmachine(input: TokenStream) -> TokenStream {
 const FEATURES: RuntimeFeatures = RuntimeFeatures {
     cel: cfg!(feature = "cel"),
     sqlite: cfg!(feature = "sqlite"),
+    jsonschema: cfg!(feature = "jsonschema"),
+    regex: cfg!(feature = "regex"),
 };
 
 fn expand(checked: &Checked, options: &Options, span: Span) -> TokenStream {

@@ -462,8 +462,57 @@ struct Mdap {
     max_candidates: u64,
     max_tokens: TokenLimit,
     /// `metadata.parsing` in document order: field, compiled pattern, conversion.
-    patterns: Vec<(String, fancy_regex::Regex, FieldType)>,
+    patterns: Vec<(String, Pattern, FieldType)>,
     schema: Schema,
+}
+
+/// A compiled `metadata.parsing` pattern.
+#[cfg(feature = "regex")]
+type Pattern = fancy_regex::Regex;
+
+/// Without the `regex` feature no pattern compiles, so none exists.
+#[cfg(not(feature = "regex"))]
+enum Pattern {}
+
+#[cfg(feature = "regex")]
+fn compile_pattern(field: &str, pattern: &str) -> Result<Pattern, StateFailure> {
+    // `re.error`'s class name is `error`; the message is the Rust engine's.
+    flatmachines_ir::pyre::compile(pattern).map_err(|e| {
+        StateFailure::new(
+            "error",
+            format!("metadata.parsing.{field}.pattern: {}", e.message),
+        )
+    })
+}
+
+#[cfg(not(feature = "regex"))]
+fn compile_pattern(field: &str, _pattern: &str) -> Result<Pattern, StateFailure> {
+    Err(StateFailure::new(
+        "ValueError",
+        format!(
+            "metadata.parsing.{field}.pattern: mdap_voting parsing patterns need flatmachines' \
+             `regex` feature"
+        ),
+    ))
+}
+
+/// The first group of the pattern's first match in `content`: `None` when there is no match
+/// (the sample has no candidate), `Some(None)` when group 1 did not take part.
+#[cfg(feature = "regex")]
+fn group1<'c>(re: &Pattern, content: &'c str) -> Option<Option<&'c str>> {
+    // An engine error (backtracking limit) counts as no match.
+    let caps = re.captures(content).ok()??;
+    // A pattern without group 1 raises `IndexError` in the reference, which drops the sample
+    // like a format error.
+    if re.captures_len() < 2 {
+        return None;
+    }
+    Some(caps.get(1).map(|m| m.as_str()))
+}
+
+#[cfg(not(feature = "regex"))]
+fn group1<'c>(re: &Pattern, _content: &'c str) -> Option<Option<&'c str>> {
+    match *re {}
 }
 
 /// The exception Python raises for `value.<method>(…)` on a value that is not a dict.
@@ -533,13 +582,7 @@ impl Mdap {
                         "first argument must be string or compiled pattern",
                     ));
                 };
-                // `re.error`'s class name is `error`; the message is the Rust engine's.
-                let re = flatmachines_ir::pyre::compile(pattern).map_err(|e| {
-                    StateFailure::new(
-                        "error",
-                        format!("metadata.parsing.{field}.pattern: {}", e.message),
-                    )
-                })?;
+                let re = compile_pattern(field, pattern)?;
                 let ty = match config.get("type").and_then(Value::as_str) {
                     Some("int") => FieldType::Int,
                     Some("json") => FieldType::Json,
@@ -578,14 +621,7 @@ impl Mdap {
     fn parse(&self, content: &str) -> Option<Value> {
         let mut out = Map::new();
         for (field, re, ty) in &self.patterns {
-            // An engine error (backtracking limit) counts as no match.
-            let caps = re.captures(content).ok()??;
-            // A pattern without group 1 raises `IndexError` in the reference, which drops the
-            // sample like a format error.
-            if re.captures_len() < 2 {
-                return None;
-            }
-            let group = caps.get(1).map(|m| m.as_str());
+            let group = group1(re, content)?;
             let value = match (ty, group) {
                 // A group that did not take part is `None`: kept as null for `str`, a
                 // `TypeError` (no candidate) for the conversions.
@@ -942,6 +978,7 @@ mod tests {
         run(exec, &ex, json!({}), &json!({})).await
     }
 
+    #[cfg(feature = "regex")]
     #[tokio::test(start_paused = true)]
     async fn voting_parses_content_with_the_metadata_patterns() {
         let meta = json!({"parsing": {
@@ -988,6 +1025,7 @@ mod tests {
         assert_eq!(keys, ["move", "n", "data"]);
     }
 
+    #[cfg(feature = "regex")]
     #[tokio::test(start_paused = true)]
     async fn voting_parsing_misses_give_no_candidate() {
         // A pattern without a group, or an empty content, never yields a candidate.
@@ -1197,7 +1235,12 @@ mod tests {
             "TypeError"
         );
         let e = err(json!({"parsing": {"x": {"pattern": "(a"}}})).await;
-        assert_eq!(e.kind, "error");
+        if cfg!(feature = "regex") {
+            assert_eq!(e.kind, "error");
+        } else {
+            assert_eq!(e.kind, "ValueError");
+            assert!(e.message.contains("`regex` feature"), "{}", e.message);
+        }
         assert!(
             e.message.starts_with("metadata.parsing.x.pattern: "),
             "{}",

@@ -19,6 +19,7 @@ pub mod diagnostic;
 pub mod expr;
 mod json;
 pub mod pyfmt;
+#[cfg(feature = "regex")]
 pub mod pyre;
 
 pub use json::Json;

@@ -15,7 +15,19 @@ const FIELD_TYPES: &[&str] = &["str", "int", "json"];
 /// Checks the `metadata` of every agent one of the machine's `mdap_voting` states runs (each
 /// agent once).
 pub(crate) fn check_machine(project: &Project, m: &LoadedMachine, diags: &mut Diagnostics) {
+    for (agent, meta) in voting_agents(project, m) {
+        check_metadata(meta, agent, diags);
+    }
+}
+
+/// The agents the machine's `mdap_voting` states run, each once, by the name the first such
+/// state uses, with their `metadata` map (agents without one are left out).
+pub(crate) fn voting_agents<'p>(
+    project: &'p Project,
+    m: &'p LoadedMachine,
+) -> Vec<(&'p str, &'p [(Node, Node)])> {
     let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
     for s in &m.doc.data.states {
         let voting = s
             .execution
@@ -43,9 +55,10 @@ pub(crate) fn check_machine(project: &Project, m: &LoadedMachine, diags: &mut Di
         }
         let doc = &project.agents[id.0].doc;
         if let Some(meta) = doc.metadata.as_ref().and_then(Node::as_map) {
-            check_metadata(meta, &agent.value, diags);
+            out.push((agent.value.as_str(), meta));
         }
     }
+    out
 }
 
 fn invalid(node: &Node, message: String, help: &str) -> Diagnostic {

@@ -3,7 +3,7 @@
 mod durations;
 pub mod features;
 mod graph;
-mod mdap;
+pub(crate) mod mdap;
 mod signals;
 pub(crate) mod templates;
 #[cfg(test)]
