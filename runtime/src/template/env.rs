@@ -173,11 +173,7 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
     env.add_filter("int", int);
     env.add_filter("float", float);
     env.add_filter("title", title);
-    env.add_filter("pprint", |v: &Value| {
-        let mut out = String::new();
-        pyrepr::write_mj_repr(&mut out, v, 0);
-        out
-    });
+    env.add_filter("pprint", |v: &Value| pyrepr::pformat(v));
     env.add_filter("wordcount", |s: &str| {
         // Jinja2: `len(re.compile(r"\w+").findall(s))`.
         s.split(|c: char| !(c.is_alphanumeric() || c == '_'))
@@ -2268,6 +2264,10 @@ fn py_splitlines(s: &str) -> Vec<&str> {
 }
 
 /// Python `str.splitlines(keepends=True)`: the lines with their line breaks.
+pub(crate) fn splitlines_keepends(s: &str) -> Vec<&str> {
+    py_splitlines_keep(s)
+}
+
 fn py_splitlines_keep(s: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;

@@ -292,3 +292,206 @@ pub(crate) fn py_type_name(v: &MjValue) -> &'static str {
         _ => "object",
     }
 }
+
+/// Python `pprint.pformat(v)` (Jinja2's `pprint` filter): `repr()` with dict keys sorted, and
+/// containers whose repr does not fit in 80 columns split one item per line.
+pub(crate) fn pformat(v: &MjValue) -> String {
+    let mut out = String::new();
+    pformat_into(&mut out, v, 0, 0, 0);
+    out
+}
+
+/// Dict items sorted by key as `pprint` sorts them (keys of one type in their order, mixed
+/// types by type name first).
+fn sorted_items(v: &MjValue) -> Vec<(MjValue, MjValue)> {
+    let mut items = map_items(v);
+    items.sort_by(|(a, _), (b, _)| py_type_name(a).cmp(py_type_name(b)).then_with(|| a.cmp(b)));
+    items
+}
+
+/// `pprint`'s one-line repr: `repr()` with sorted dicts at every level.
+fn safe_repr(out: &mut String, v: &MjValue, depth: usize) {
+    if depth > MAX_DEPTH {
+        out.push_str("...");
+        return;
+    }
+    match v.kind() {
+        ValueKind::Map => {
+            out.push('{');
+            for (i, (k, item)) in sorted_items(v).into_iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                safe_repr(out, &k, depth + 1);
+                out.push_str(": ");
+                safe_repr(out, &item, depth + 1);
+            }
+            out.push('}');
+        }
+        ValueKind::Seq => {
+            let tuple = v.is_tuple();
+            out.push(if tuple { '(' } else { '[' });
+            let items: Vec<MjValue> = v.try_iter().map(|i| i.collect()).unwrap_or_default();
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                safe_repr(out, item, depth + 1);
+            }
+            if tuple && items.len() == 1 {
+                out.push(',');
+            }
+            out.push(if tuple { ')' } else { ']' });
+        }
+        _ => write_mj_repr(out, v, depth),
+    }
+}
+
+/// `PrettyPrinter._format` with width 80.
+fn pformat_into(out: &mut String, v: &MjValue, indent: usize, allowance: usize, depth: usize) {
+    const WIDTH: usize = 80;
+    let mut rep = String::new();
+    safe_repr(&mut rep, v, depth);
+    let max_width = WIDTH.saturating_sub(indent + allowance);
+    if rep.chars().count() <= max_width || depth > MAX_DEPTH {
+        out.push_str(&rep);
+        return;
+    }
+    match v.kind() {
+        ValueKind::Map => {
+            let items = sorted_items(v);
+            out.push('{');
+            let indent = indent + 1;
+            let last = items.len().saturating_sub(1);
+            for (i, (k, item)) in items.iter().enumerate() {
+                let mut key = String::new();
+                safe_repr(&mut key, k, depth + 1);
+                out.push_str(&key);
+                out.push_str(": ");
+                let allow = if i == last { allowance + 1 } else { 1 };
+                pformat_into(
+                    out,
+                    item,
+                    indent + key.chars().count() + 2,
+                    allow,
+                    depth + 1,
+                );
+                if i != last {
+                    out.push_str(",\n");
+                    out.push_str(&" ".repeat(indent));
+                }
+            }
+            out.push('}');
+        }
+        ValueKind::Seq => {
+            let tuple = v.is_tuple();
+            let items: Vec<MjValue> = v.try_iter().map(|i| i.collect()).unwrap_or_default();
+            let (open, close) = match (tuple, items.len()) {
+                (true, 1) => ("(", ",)"),
+                (true, _) => ("(", ")"),
+                _ => ("[", "]"),
+            };
+            out.push_str(open);
+            let indent = indent + 1;
+            let allowance = allowance + close.len();
+            let last = items.len().saturating_sub(1);
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(",\n");
+                    out.push_str(&" ".repeat(indent));
+                }
+                let allow = if i == last { allowance } else { 1 };
+                pformat_into(out, item, indent, allow, depth + 1);
+            }
+            out.push_str(close);
+        }
+        ValueKind::String => pformat_str(
+            out,
+            v.as_str().unwrap_or_default(),
+            indent,
+            allowance,
+            depth + 1,
+        ),
+        _ => out.push_str(&rep),
+    }
+}
+
+fn str_repr(s: &str) -> String {
+    let mut out = String::new();
+    write_str_repr(&mut out, s);
+    out
+}
+
+/// `PrettyPrinter._pprint_str`: a string too long for the line is split after whitespace
+/// into adjacent literals, one per line (in parentheses when it is the whole value).
+fn pformat_str(out: &mut String, s: &str, mut indent: usize, mut allowance: usize, level: usize) {
+    const WIDTH: usize = 80;
+    let width_of = |t: &str| str_repr(t).chars().count();
+    let mut chunks: Vec<String> = Vec::new();
+    let lines = super::env::splitlines_keepends(s);
+    if level == 1 {
+        indent += 1;
+        allowance += 1;
+    }
+    let max_width = WIDTH.saturating_sub(indent);
+    let mut max_width1 = max_width;
+    let mut last_rep = str_repr(s);
+    for (i, line) in lines.iter().enumerate() {
+        let rep = str_repr(line);
+        last_rep.clone_from(&rep);
+        if i == lines.len() - 1 {
+            max_width1 = max_width1.saturating_sub(allowance);
+        }
+        if rep.chars().count() <= max_width1 {
+            chunks.push(rep);
+            continue;
+        }
+        // Alternating runs of non-space and space, as `re.findall(r'\S*\s*', line)`.
+        let mut parts: Vec<&str> = Vec::new();
+        let mut rest = *line;
+        while !rest.is_empty() {
+            let word = rest.find(super::env::is_py_space).unwrap_or(rest.len());
+            let space = rest[word..]
+                .find(|c: char| !super::env::is_py_space(c))
+                .map_or(rest.len(), |e| word + e);
+            parts.push(&rest[..space]);
+            rest = &rest[space..];
+        }
+        let mut max_width2 = max_width;
+        let mut current = String::new();
+        for (j, part) in parts.iter().enumerate() {
+            let candidate = format!("{current}{part}");
+            if j == parts.len() - 1 && i == lines.len() - 1 {
+                max_width2 = max_width2.saturating_sub(allowance);
+            }
+            if width_of(&candidate) > max_width2 {
+                if !current.is_empty() {
+                    chunks.push(str_repr(&current));
+                }
+                current = (*part).to_owned();
+            } else {
+                current = candidate;
+            }
+        }
+        if !current.is_empty() {
+            chunks.push(str_repr(&current));
+        }
+    }
+    if chunks.len() <= 1 {
+        out.push_str(&last_rep);
+        return;
+    }
+    if level == 1 {
+        out.push('(');
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str(chunk);
+    }
+    if level == 1 {
+        out.push(')');
+    }
+}
