@@ -24,9 +24,30 @@ use std::sync::{Arc, OnceLock};
 pub type NextFn = fn(from: usize, context: &Value, loop_exit: bool) -> Result<Option<usize>, Error>;
 
 /// A loaded, checked machine. Cheap to clone; share it between runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Machine {
     pub(crate) def: Arc<MachineDef>,
+}
+
+/// A summary: name, states, agent and child names. The definition itself is not printed: its
+/// profiles, agent configs and stored config text may hold credentials written in the YAML.
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = &self.def;
+        let mut agents: Vec<&str> = d.agents.keys().map(String::as_str).collect();
+        agents.sort_unstable();
+        f.debug_struct("Machine")
+            .field("name", &d.name)
+            .field("spec_version", &d.spec_version)
+            .field(
+                "states",
+                &d.states.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            )
+            .field("initial", &d.states.get(d.initial).map(|s| s.name.as_str()))
+            .field("agents", &agents)
+            .field("compiled", &d.next.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -298,7 +319,7 @@ fn instantiate(
                         Engine::Simple => "FM0302",
                     };
                     Error::invalid(&*m.name, code, format!("condition `{src}`: {e}"))
-                })
+                }),
             })
             .collect::<Result<_, _>>()?
     };
