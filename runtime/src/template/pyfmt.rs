@@ -631,12 +631,22 @@ fn format_value(v: &Value, spec: &str) -> Result<String, Error> {
 
 /// Python `fmt.format(*args, **kwargs)`.
 pub(crate) fn str_format(fmt: &str, args: &[Value]) -> Result<String, Error> {
+    str_format_at(fmt, args, 0, &mut 0)
+}
+
+/// [`str_format`] inside `depth` levels of nested replacement fields (`{:{width}}`); Python
+/// allows two levels.
+fn str_format_at(
+    fmt: &str,
+    args: &[Value],
+    depth: usize,
+    auto: &mut usize,
+) -> Result<String, Error> {
     let (positional, kwargs): (&[Value], Option<&Value>) = match args.last() {
         Some(last) if last.is_kwargs() => (&args[..args.len() - 1], Some(last)),
         _ => (args, None),
     };
     let mut out = String::new();
-    let mut auto = 0usize;
     let mut chars = fmt.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -690,13 +700,13 @@ pub(crate) fn str_format(fmt: &str, args: &[Value]) -> Result<String, Error> {
                 let first_end = name.find(['.', '[']).unwrap_or(name.len());
                 let (first, mut rest) = name.split_at(first_end);
                 let mut value = if first.is_empty() {
-                    auto += 1;
-                    positional.get(auto - 1).cloned().ok_or_else(|| {
+                    *auto += 1;
+                    let index = *auto - 1;
+                    positional.get(index).cloned().ok_or_else(|| {
                         py_error(
                             "IndexError",
                             format!(
-                                "Replacement index {} out of range for positional args tuple",
-                                auto - 1
+                                "Replacement index {index} out of range for positional args tuple"
                             ),
                         )
                     })?
@@ -772,7 +782,11 @@ pub(crate) fn str_format(fmt: &str, args: &[Value]) -> Result<String, Error> {
                 };
                 // Nested fields in the spec (`{:{width}}`) are filled in first.
                 let spec = if spec.contains('{') {
-                    str_format(spec, args)?
+                    // Python allows one level of nested fields, numbered on from the outer.
+                    if depth > 0 {
+                        return Err(py_error("ValueError", "Max string recursion exceeded"));
+                    }
+                    str_format_at(spec, args, depth + 1, auto)?
                 } else {
                     spec.to_owned()
                 };
