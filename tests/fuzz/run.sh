@@ -25,7 +25,7 @@ for target in "${targets[@]}"; do
   cargo +nightly fuzz run --fuzz-dir tests/fuzz "$target" \
     "tests/fuzz/corpus/$target" "tests/fuzz/seeds/$target" -- \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 2>&1 |
-    grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)'
+    grep -vE '^#[0-9]+\s+(NEW|REDUCE|pulse)|NEW_FUNC'
   status=${PIPESTATUS[0]}
   set -e
   if [ "$status" -ne 0 ]; then
