@@ -634,12 +634,12 @@ pub(crate) fn str_format(fmt: &str, args: &[Value]) -> Result<String, Error> {
     str_format_at(fmt, args, 0, &mut 0)
 }
 
-/// [`str_format`] inside `depth` levels of nested replacement fields (`{:{width}}`); Python
+/// [`str_format`] inside `nesting` levels of nested replacement fields (`{:{width}}`); Python
 /// allows two levels.
 fn str_format_at(
     fmt: &str,
     args: &[Value],
-    depth: usize,
+    nesting: usize,
     auto: &mut usize,
 ) -> Result<String, Error> {
     let (positional, kwargs): (&[Value], Option<&Value>) = match args.last() {
@@ -783,10 +783,10 @@ fn str_format_at(
                 // Nested fields in the spec (`{:{width}}`) are filled in first.
                 let spec = if spec.contains('{') {
                     // Python allows one level of nested fields, numbered on from the outer.
-                    if depth > 0 {
+                    if nesting > 0 {
                         return Err(py_error("ValueError", "Max string recursion exceeded"));
                     }
-                    str_format_at(spec, args, depth + 1, auto)?
+                    str_format_at(spec, args, nesting + 1, auto)?
                 } else {
                     spec.to_owned()
                 };
