@@ -88,7 +88,7 @@ fn runtime_features_the_machine_needs_are_checked() {
     };
     let no_cel = RuntimeFeatures {
         cel: false,
-        sqlite: true,
+        ..RuntimeFeatures::ALL
     };
     let err = compile(no_cel, "compiled/triage/escalate.yml").unwrap_err();
     assert!(err.rendered().contains("error[FM0601]"), "{err}");
@@ -98,8 +98,8 @@ fn runtime_features_the_machine_needs_are_checked() {
         "{err}"
     );
     let no_sqlite = RuntimeFeatures {
-        cel: true,
         sqlite: false,
+        ..RuntimeFeatures::ALL
     };
     let err = compile(no_sqlite, "persistence/machines/counter_sqlite.yml").unwrap_err();
     assert!(err.rendered().contains("error[FM0601]"), "{err}");

@@ -150,7 +150,10 @@ mod tests {
     fn python_extensions_work() {
         assert_eq!(group1(r"(?P<n>a)(?P=n)(b)", "aab"), Some("a".into()));
         assert_eq!(group1(r"(?<=x)(\d)", "y1x2").as_deref(), Some("2"));
-        assert_eq!(group1(r"({.*})", "x {\"a\": 1} y").as_deref(), Some("{\"a\": 1}"));
+        assert_eq!(
+            group1(r"({.*})", "x {\"a\": 1} y").as_deref(),
+            Some("{\"a\": 1}")
+        );
     }
 
     #[test]
