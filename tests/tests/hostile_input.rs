@@ -102,6 +102,24 @@ fn deep_block_nesting_is_refused_at_the_depth_limit() {
 }
 
 #[test]
+fn nesting_just_within_the_limit_is_checked_on_a_small_stack() {
+    // 250 levels of maps in the context (the document adds three): every recursive walk of
+    // check and run over it must fit the 2 MiB stack of a spawned thread in a debug build.
+    let dir = scratch("nested");
+    let mut text = String::from("spec: flatmachine\ndata:\n  context:\n    x: ");
+    text.push_str(&"{a: ".repeat(250));
+    text.push_str("\"{{ input.y }}\"");
+    text.push_str(&"}".repeat(250));
+    text.push('\n');
+    text.push_str(STATES);
+    let file = dir.join("nested.yml");
+    std::fs::write(&file, text).unwrap();
+    let (codes, out) = both(&file);
+    assert!(!codes.iter().any(|c| c == "FM0011"), "{out}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_machine_of_many_states_is_checked() {
     // 20 000 states, end to end (the linear reading of large maps itself is tested in the
     // compiler, where a quadratic one would miss a deadline on 200 000 keys).
