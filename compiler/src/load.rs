@@ -674,7 +674,10 @@ mod tests {
         let (_, out) = check(
             MemoryFs::new()
                 .file("/m/machine.yml", MACHINE.as_bytes())
-                .file("/m/agent.yml", b"spec: flatagent\ndata:\n  a: b: c\n".as_slice()),
+                .file(
+                    "/m/agent.yml",
+                    b"spec: flatagent\ndata:\n  a: b: c\n".as_slice(),
+                ),
         );
         assert!(out.contains("\n3 |   a: b: c\n"), "{out}");
     }
