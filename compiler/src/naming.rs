@@ -46,14 +46,10 @@ pub fn module_name(name: Option<&str>) -> String {
 pub fn variant_names<'a>(states: impl IntoIterator<Item = &'a str>) -> (Vec<String>, Vec<usize>) {
     let mut out: Vec<String> = Vec::new();
     let mut renamed = Vec::new();
+    let mut unique = Unique::default();
     for (i, s) in states.into_iter().enumerate() {
         let base = identifier(&s.to_upper_camel_case(), "S", "State");
-        let mut name = base.clone();
-        let mut n = 2;
-        while out.contains(&name) {
-            name = format!("{base}{n}");
-            n += 1;
-        }
+        let name = unique.take(base.clone(), |_| false);
         if name != base {
             renamed.push(i);
         }
@@ -66,18 +62,45 @@ pub fn variant_names<'a>(states: impl IntoIterator<Item = &'a str>) -> (Vec<Stri
 /// with the same cleaning as the other names (leading digit gets `f_`, keywords a trailing `_`);
 /// names in `reserved` or already taken get `2`, `3`, ….
 pub fn field_names<'a>(keys: impl IntoIterator<Item = &'a str>, reserved: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for key in keys {
-        let base = identifier(&key.to_snake_case(), "f_", "field");
-        let mut name = base.clone();
-        let mut n = 2;
-        while out.contains(&name) || reserved.contains(&name.as_str()) {
-            name = format!("{base}{n}");
-            n += 1;
-        }
-        out.push(name);
+    let mut unique = Unique::default();
+    keys.into_iter()
+        .map(|key| {
+            let base = identifier(&key.to_snake_case(), "f_", "field");
+            unique.take(base, |name| reserved.contains(&name))
+        })
+        .collect()
+}
+
+/// Names handed out so far. Each name is the smallest free one of `base`, `base2`, `base3`, …;
+/// lookups are hashed and each base resumes its suffixes where it stopped, so a machine with
+/// 100 000 states is named in linear time (a linear scan per name was quadratic).
+#[derive(Default)]
+struct Unique {
+    taken: std::collections::HashSet<String>,
+    /// The next suffix to try per base: every smaller one is taken (and stays taken).
+    next: std::collections::HashMap<String, usize>,
+}
+
+impl Unique {
+    fn take(&mut self, base: String, reserved: impl Fn(&str) -> bool) -> String {
+        let free = |taken: &std::collections::HashSet<String>, name: &str| {
+            !taken.contains(name) && !reserved(name)
+        };
+        let name = if free(&self.taken, &base) {
+            base
+        } else {
+            let n = self.next.entry(base.clone()).or_insert(2);
+            loop {
+                let name = format!("{base}{n}");
+                *n += 1;
+                if free(&self.taken, &name) {
+                    break name;
+                }
+            }
+        };
+        self.taken.insert(name.clone());
+        name
     }
-    out
 }
 
 #[cfg(test)]
@@ -121,6 +144,16 @@ mod tests {
             ]
         );
         assert_eq!(renamed, [2]);
+    }
+
+    #[test]
+    fn suffixes_are_the_smallest_free_ones() {
+        let (names, renamed) = variant_names(["a", "a", "a2", "a", "a3", "a"]);
+        assert_eq!(names, ["A", "A2", "A22", "A3", "A32", "A4"]);
+        assert_eq!(renamed, [1, 2, 3, 4, 5]);
+        let many: Vec<String> = (0..50_000).map(|_| "x".to_string()).collect();
+        let (names, _) = variant_names(many.iter().map(String::as_str));
+        assert_eq!(names[49_999], "X50000");
     }
 
     #[test]

@@ -4,6 +4,20 @@
 
 use serde_json::Value;
 
+/// A YAML file named at run time, read as the compiler reads files: only a regular file (a
+/// FIFO would block for ever, `/dev/zero` would never end), at most
+/// `flatmachines_compiler::load::MAX_FILE_BYTES`, and UTF-8.
+pub(crate) fn read_file(path: &std::path::Path) -> std::io::Result<String> {
+    use flatmachines_compiler::load::{MAX_FILE_BYTES, read_regular_file};
+    let bytes = read_regular_file(path, MAX_FILE_BYTES)?;
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not UTF-8 text",
+        )
+    })
+}
+
 /// A YAML document as JSON, as the reference's `yaml.safe_load` would see it; `None` when it
 /// does not parse. (Agent files and profiles named at run time, configs written by the
 /// reference.) The compiler's parser bounds nesting and alias expansion

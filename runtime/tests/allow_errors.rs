@@ -133,3 +133,43 @@ fn a_machine_without_errors_runs_the_same_with_the_flag() {
     );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning[FM"));
 }
+
+#[test]
+fn an_agent_file_that_is_a_fifo_fails_its_state_instead_of_blocking() {
+    let tmp = TempDir::new();
+    let fifo = tmp.join("pipe.yml");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    tmp.write(
+        "machine.yml",
+        "spec: flatmachine\ndata:\n  name: fifo\n  agents: {a: ./pipe.yml}\n  states:\n    start:\n      type: initial\n      agent: a\n      on_error: done\n      transitions: [{to: done}]\n    done:\n      type: final\n      output: {kind: \"{{ context.last_error_type }}\"}\n",
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--allow-errors", "--config", "machine.yml"])
+        .current_dir(tmp.path())
+        .env("FLATAGENTS_LOG_LEVEL", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Only a hang takes this long.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("`run --allow-errors` blocked on a FIFO agent file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, serde_json::json!({"kind": "FileNotFoundError"}));
+}

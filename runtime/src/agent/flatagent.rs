@@ -254,7 +254,7 @@ impl FlatAgentAdapter {
 /// An agent file named at run time (one the compiler did not load).
 #[cfg(feature = "loader")]
 fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::yaml::read_file(path)
         .map_err(|e| AgentFailure::new("FileNotFoundError", format!("{}: {e}", path.display())))?;
     crate::yaml::yaml_to_json(&text)
         .ok_or_else(|| AgentFailure::new("ValueError", format!("cannot parse {}", path.display())))
@@ -276,7 +276,7 @@ fn load_document(path: &std::path::Path) -> Result<Value, AgentFailure> {
 /// `profiles.yml` in `dir`, as the `data` map of the profiles document.
 #[cfg(feature = "loader")]
 fn profiles_near(dir: &std::path::Path) -> Option<Value> {
-    crate::yaml::profiles_from_text(&std::fs::read_to_string(dir.join("profiles.yml")).ok()?)
+    crate::yaml::profiles_from_text(&crate::yaml::read_file(&dir.join("profiles.yml")).ok()?)
 }
 
 #[cfg(not(feature = "loader"))]

@@ -827,7 +827,7 @@ fn loop_cost_of(r: &AgentResult) -> f64 {
 
 #[cfg(feature = "loader")]
 fn read_agent_file(path: &std::path::Path) -> Option<Value> {
-    crate::yaml::yaml_to_json(&std::fs::read_to_string(path).ok()?)
+    crate::yaml::yaml_to_json(&crate::yaml::read_file(path).ok()?)
 }
 
 #[cfg(not(feature = "loader"))]
