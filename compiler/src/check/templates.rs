@@ -256,6 +256,7 @@ const MUTATING_METHODS: &[&str] = &[
 /// What [`divergent_constructs`] reports.
 const MUTATION: &str = "a method that modifies a list or dict in place";
 const MACRO_VARARGS: &str = "`varargs`/`kwargs`, which macros do not collect here";
+const NUMBER_PARTS: &str = "`.real`/`.imag`, which numbers do not have here";
 
 /// The constructs of `text` the runtime renders differently than Jinja2
 /// (`docs/compatibility.md`, "Running"), as byte ranges in `text`: calls of mutating methods
@@ -313,6 +314,12 @@ pub(crate) fn divergent_constructs(text: &str) -> Vec<(usize, usize, &'static st
                     out.push((start, i, MUTATION));
                 } else if !after_dot && matches!(word, "varargs" | "kwargs") {
                     out.push((start, i, MACRO_VARARGS));
+                } else if after_dot
+                    && !called
+                    && matches!(word, "real" | "imag")
+                    && !after_root(&text[..start])
+                {
+                    out.push((start, i, NUMBER_PARTS));
                 }
                 continue;
             }
@@ -322,11 +329,27 @@ pub(crate) fn divergent_constructs(text: &str) -> Vec<(usize, usize, &'static st
     out
 }
 
+/// Whether `before` (the text up to a `.name`) ends with `context.`, `input.` or `output.`:
+/// a key of those maps, which is no number.
+fn after_root(before: &str) -> bool {
+    let head = before.trim_end().trim_end_matches('.').trim_end();
+    ["context", "input", "output"].iter().any(|root| {
+        head.strip_suffix(root).is_some_and(|rest| {
+            !rest
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        })
+    })
+}
+
 fn divergence_help(what: &str) -> String {
     if what == MUTATION {
         "template values cannot be modified at run time (the call fails); build values with \
          `namespace()`, `{% set x = x + [item] %}` or filters"
             .to_owned()
+    } else if what == NUMBER_PARTS {
+        "for a real number `x.real` is `x` and `x.imag` is `0`: write that instead".to_owned()
     } else {
         "declare the arguments the macro takes (`{% macro m(a, b=none) %}`)".to_owned()
     }
@@ -550,6 +573,11 @@ mod tests {
         assert!(found("{{ d.pop }}{{ x.appendix() }}{{ context.kwargs }}").is_empty());
         assert!(found("call x.append(1) {{ 'y.append(2)' }}{# z.pop() #}").is_empty());
         assert!(found("{{ '%s' % x }}{{ a ~ b }}{{ s.upper() }}").is_empty());
+        assert_eq!(
+            found("{{ context.n.real }}{% if x.imag %}{% endif %}"),
+            vec!["real", "imag"]
+        );
+        assert!(found("{{ context.real }}{{ x.real_name }}{{ 'a.real' }}").is_empty());
     }
 
     #[test]
