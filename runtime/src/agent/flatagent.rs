@@ -81,7 +81,7 @@ impl HttpLimits {
 /// `Duration` (`1e30`, infinity) is `Duration::MAX`, never a panic. Not a number: `None`.
 fn seconds(v: &Value) -> Option<Duration> {
     let f = v.as_f64().filter(|f| !f.is_nan())?;
-    Some(Duration::try_from_secs_f64(f.max(0.0)).unwrap_or(Duration::MAX))
+    Some(crate::py::saturating_secs(f))
 }
 
 /// A byte count: a non-negative number, saturating at `usize::MAX`.

@@ -483,8 +483,7 @@ impl Run<'_> {
         drop(tx);
         // Saturating: `timeout: 1e30` means "no deadline", not a panic in the conversion or in
         // the `Instant` addition.
-        let timeout =
-            timeout.map(|t| Duration::try_from_secs_f64(t.max(0.0)).unwrap_or(Duration::MAX));
+        let timeout = timeout.map(crate::py::saturating_secs);
         let deadline = timeout.and_then(|t| tokio::time::Instant::now().checked_add(t));
         let mut timed_out = false;
         match mode {

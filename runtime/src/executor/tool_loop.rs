@@ -20,7 +20,7 @@ use crate::tools::{ToolProvider, ToolResult, ToolSet, definition_name, entry_mat
 use flatmachines_ir as ir;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The user message of the final pass after a guardrail stopped a loop that had no text yet.
 const LIMIT_REACHED: &str = "[System: tool use limit reached. Provide your final response now \
@@ -745,7 +745,7 @@ async fn call_tool(
     let (tool, call_id, args) = (name.to_string(), id.to_string(), arguments.clone());
     let task = tokio::spawn(async move { provider.execute(&tool, &call_id, &args).await });
     let abort = task.abort_handle();
-    let limit = Duration::try_from_secs_f64(timeout.max(0.0)).unwrap_or(Duration::MAX);
+    let limit = crate::py::saturating_secs(timeout);
     match tokio::time::timeout(limit, task).await {
         Err(_) => {
             abort.abort();

@@ -70,11 +70,28 @@ pub fn uuid4() -> String {
     )
 }
 
+/// Seconds given as a float (a timeout, a wait: what the reference passes to `asyncio`) as a
+/// `Duration`, saturating: negative or NaN is zero, too large for a `Duration` (`1e30`,
+/// infinity) is `Duration::MAX`, never a panic.
+pub(crate) fn saturating_secs(seconds: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(std::time::Duration::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::condition::{PyValue, py_truthy};
     use serde_json::json;
+
+    #[test]
+    fn seconds_saturate_instead_of_panicking() {
+        use std::time::Duration;
+        assert_eq!(saturating_secs(2.5), Duration::from_millis(2500));
+        assert_eq!(saturating_secs(-1.0), Duration::ZERO);
+        assert_eq!(saturating_secs(f64::NAN), Duration::ZERO);
+        assert_eq!(saturating_secs(1e30), Duration::MAX);
+        assert_eq!(saturating_secs(f64::INFINITY), Duration::MAX);
+    }
 
     fn samples() -> Vec<Value> {
         vec![

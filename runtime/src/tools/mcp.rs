@@ -258,9 +258,7 @@ fn parse_server(name: &str, spec: &Value, base_dir: &Path) -> Result<ServerConfi
         None => None,
         Some(v) => match v.as_f64() {
             // Past `Duration`'s range (1e30 s) means no limit, rather than a panic.
-            Some(s) if s > 0.0 && s.is_finite() => {
-                Some(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX))
-            }
+            Some(s) if s > 0.0 && s.is_finite() => Some(crate::py::saturating_secs(s)),
             _ => {
                 return Err(McpError::new(
                     name,
