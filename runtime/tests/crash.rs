@@ -5,139 +5,15 @@
 #![cfg(unix)]
 
 use flatmachines_testkit::{FakeLlm, TempDir};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_flatmachines");
+#[path = "common/pipeline.rs"]
+mod pipeline;
 
-const AGENT: &str = r#"spec: flatagent
-spec_version: "2.6.0"
-data:
-  name: NAME
-  model: {provider: openai, name: MODEL}
-  user: "PROMPT"
-"#;
-
-/// Three agent states in a row; `PERSISTENCE` is replaced by the backend's block.
-const MACHINE: &str = r#"spec: flatmachine
-spec_version: "2.6.0"
-data:
-  name: crash-pipeline
-  context:
-    topic: "{{ input.topic }}"
-  persistence: PERSISTENCE
-  agents:
-    outliner: ./outliner.yml
-    drafter: ./drafter.yml
-    polisher: ./polisher.yml
-  states:
-    start:
-      type: initial
-      transitions: [{to: outline}]
-    outline:
-      agent: outliner
-      input: {topic: "{{ context.topic }}"}
-      output_to_context: {outline: "{{ output.content }}"}
-      transitions: [{to: draft}]
-    draft:
-      agent: drafter
-      input: {outline: "{{ context.outline }}"}
-      output_to_context: {draft: "{{ output.content }}"}
-      transitions: [{to: polish}]
-    polish:
-      agent: polisher
-      input: {draft: "{{ context.draft }}"}
-      output_to_context: {final: "{{ output.content }}"}
-      transitions: [{to: done}]
-    done:
-      type: final
-      output:
-        outline: context.outline
-        draft: context.draft
-        final: context.final
-"#;
-
-const SQLITE: &str = "{backend: sqlite, db_path: ./runs.sqlite}";
-const LOCAL: &str = "{backend: local}";
-
-/// Writes the machine and its agents into `dir`.
-fn write_machine(dir: &Path, persistence: &str) {
-    for (file, name, model, prompt) in [
-        (
-            "outliner.yml",
-            "outliner",
-            "crash-outline",
-            "Outline {{ input.topic }}.",
-        ),
-        (
-            "drafter.yml",
-            "drafter",
-            "crash-draft",
-            "Draft from {{ input.outline }}",
-        ),
-        (
-            "polisher.yml",
-            "polisher",
-            "crash-polish",
-            "Polish {{ input.draft }}",
-        ),
-    ] {
-        let text = AGENT
-            .replace("NAME", name)
-            .replace("MODEL", model)
-            .replace("PROMPT", prompt);
-        std::fs::write(dir.join(file), text).unwrap();
-    }
-    std::fs::write(
-        dir.join("machine.yml"),
-        MACHINE.replace("PERSISTENCE", persistence),
-    )
-    .unwrap();
-}
-
-/// The replies; the first `slow` draft replies take `delay_ms`.
-fn script(slow: usize, delay_ms: u64) -> Value {
-    let draft = "Tide pools shelter small life.";
-    json!({"models": {
-        "crash-outline": {"default": "1. tides\n2. pools"},
-        "crash-draft": {
-            "responses": vec![json!({"$content": draft, "$delay_ms": delay_ms}); slow],
-            "default": draft,
-        },
-        "crash-polish": {"default": "Tide pools shelter small, hardy life."},
-    }})
-}
-
-fn flatmachines(dir: &Path, llm: &FakeLlm, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env("OPENAI_BASE_URL", llm.base_url())
-        .env("OPENAI_API_KEY", "test")
-        .env("FLATAGENTS_LOG_LEVEL", "warning")
-        .env_remove("FLATMACHINES_DB_PATH")
-        .arg("run")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-fn output_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// Requests per model in the server's log.
-fn calls(llm: &FakeLlm, model: &str) -> usize {
-    llm.log().iter().filter(|r| r["model"] == model).count()
-}
+use pipeline::*;
 
 /// The output of a run that is never interrupted.
 fn uninterrupted(persistence: &str) -> Value {
@@ -171,7 +47,7 @@ fn start_and_kill(dir: &Path, llm: &FakeLlm, id: &str) {
     .spawn()
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while calls(llm, "crash-draft") == 0 {
+    while calls(llm, "pipeline-draft") == 0 {
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -192,9 +68,9 @@ fn crash_and_resume(persistence: &str, resume_args: &[&str]) {
     let dir = TempDir::new();
     write_machine(dir.path(), persistence);
     let llm = FakeLlm::start(script(1, 30_000)).unwrap();
-    let id = "crash-1";
+    let id = "pipeline-1";
     start_and_kill(dir.path(), &llm, id);
-    assert_eq!(calls(&llm, "crash-outline"), 1);
+    assert_eq!(calls(&llm, "pipeline-outline"), 1);
 
     // At once, in a new process: the dead run's lock must not stand in the way.
     let started = Instant::now();
@@ -210,9 +86,13 @@ fn crash_and_resume(persistence: &str, resume_args: &[&str]) {
     assert_eq!(resumed, expected);
     // The outline finished before the crash: its result came from the checkpoint, not a new
     // call. The interrupted draft ran again (at-least-once), the polish once.
-    assert_eq!(calls(&llm, "crash-outline"), 1, "completed call repeated");
-    assert_eq!(calls(&llm, "crash-draft"), 2);
-    assert_eq!(calls(&llm, "crash-polish"), 1);
+    assert_eq!(
+        calls(&llm, "pipeline-outline"),
+        1,
+        "completed call repeated"
+    );
+    assert_eq!(calls(&llm, "pipeline-draft"), 2);
+    assert_eq!(calls(&llm, "pipeline-polish"), 1);
     assert_eq!(resumed["outline"], "1. tides\n2. pools");
 
     // Resuming the finished execution returns its output and calls nothing.
@@ -239,7 +119,7 @@ fn two_resumers(persistence: &str, resume_args: &[&str]) {
     write_machine(dir.path(), persistence);
     // Killed call, then a slow retry that keeps the winner busy.
     let llm = FakeLlm::start(script(2, 4_000)).unwrap();
-    let id = "crash-2";
+    let id = "pipeline-2";
     start_and_kill(dir.path(), &llm, id);
     let mut args = vec!["--resume-from", id];
     args.extend_from_slice(resume_args);
@@ -260,14 +140,14 @@ fn two_resumers(persistence: &str, resume_args: &[&str]) {
     assert_eq!(
         stderr.trim(),
         format!(
-            "error: machine `crash-pipeline`: execution {id} is running elsewhere (its lock is held)"
+            "error: machine `pipeline`: execution {id} is running elsewhere (its lock is held)"
         ),
         "one line naming the cause"
     );
     assert_eq!(losers[0].status.code(), Some(1));
     assert_eq!(output_json(winners[0]), uninterrupted(persistence));
     assert_eq!(
-        calls(&llm, "crash-draft"),
+        calls(&llm, "pipeline-draft"),
         2,
         "only the winner called the agent"
     );
@@ -299,7 +179,7 @@ fn resume_failures_exit_non_zero_with_one_line() {
     );
     assert_eq!(
         run(&["--resume-from", "nope", "-c", "machine.yml"]),
-        "error: machine `crash-pipeline`: no checkpoint found for execution nope"
+        "error: machine `pipeline`: no checkpoint found for execution nope"
     );
     let finished = flatmachines(
         dir.path(),
@@ -317,7 +197,7 @@ fn resume_failures_exit_non_zero_with_one_line() {
     tear_latest(dir.path());
     let line = run(&["--resume-from", "done", "-c", "machine.yml"]);
     assert!(
-        line.starts_with("error: machine `crash-pipeline`, execution done: ")
+        line.starts_with("error: machine `pipeline`, execution done: ")
             && line.contains("done/step_000005_machine_end.json")
             && line.contains("corrupt checkpoint data"),
         "{line}"
