@@ -4,6 +4,7 @@
 mod echo;
 #[cfg(feature = "http")]
 mod flatagent;
+pub mod stream;
 
 pub use echo::EchoAdapter;
 #[cfg(feature = "http")]
