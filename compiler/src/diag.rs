@@ -167,6 +167,9 @@ codes! {
     /// that does not compile or has no group, an unknown parsing `type`, or a misshapen `mdap`,
     /// `parsing` or `validation`.
     InvalidMdapMetadata = "FM0412", Error, "an `mdap_voting` agent's `metadata` has a pattern that does not compile, an unknown parsing `type`, or a misshapen `mdap`/`parsing`/`validation`";
+    /// `settings.max_cost` (the run's spend limit, beyond the reference) is not a non-negative
+    /// number.
+    InvalidBudget = "FM0413", Error, "`settings.max_cost` is not a non-negative number";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.

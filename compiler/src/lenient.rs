@@ -35,6 +35,8 @@ use crate::diag::{Code, Diagnostic, Diagnostics};
 /// - `FM0402`, `FM0403` (negative backoff, jitter outside 0..=1): waits below zero are no
 ///   waits.
 /// - `FM0410` (a `wait_for` whose parked run cannot be found again): the run parks anyway.
+/// - `FM0413` (`settings.max_cost` not a non-negative number): no budget is set, as in the
+///   reference, which has none.
 pub fn runs_despite(d: &Diagnostic) -> bool {
     match d.code {
         // The entry machine's own file has no span: nothing can run without it.
@@ -54,7 +56,8 @@ pub fn runs_despite(d: &Diagnostic) -> bool {
         | Code::UndefinedVariable
         | Code::NegativeBackoff
         | Code::JitterOutOfRange
-        | Code::UnfindableWait => true,
+        | Code::UnfindableWait
+        | Code::InvalidBudget => true,
         _ => false,
     }
 }

@@ -1,5 +1,6 @@
 //! Every check that can be made from the YAML alone, run over a loaded [`Project`].
 
+mod budget;
 mod durations;
 pub mod features;
 mod graph;
@@ -185,6 +186,7 @@ fn check_machine(
 
     signals::check_machine(project, m, templates, &context_keys, diags);
     mdap::check_machine(project, m, diags);
+    budget::check_machine(m, diags);
     for state in &data.states {
         check_state_options(state, diags);
         tools::check_state(project, m, state, diags);
