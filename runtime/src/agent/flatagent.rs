@@ -1,19 +1,19 @@
-//! The `flatagent` adapter: a flatagent document run against any OpenAI-compatible
-//! chat-completions endpoint (`hooks-adapters-cli.md` §5.1, `config.md` §10).
+//! The `flatagent` adapter: a flatagent document run against the model its `model` block
+//! names, at any provider of [`super::provider`] (`hooks-adapters-cli.md` §5.1,
+//! `config.md` §10).
 
+use super::provider::http::{self, Trouble};
+use super::provider::{
+    self, ChatReply, ChatRequest, Dialect, Route, env_key, forwarded_params, ratelimit,
+};
 use super::{
     AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec, REDACTED,
-    ToolTurn, is_secret_key,
+    ToolTurn, cost, is_secret_key,
 };
 use crate::template::{Templates, Vars};
 use serde_json::{Map, Value, json};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// How much of a server's error body becomes an error message (the rest is cut): a misrouted
-/// request can answer with a whole HTML page, which would otherwise land in the context, the
-/// checkpoints and the logs.
-const MAX_ERROR_MESSAGE_CHARS: usize = 2000;
 
 /// Limits on one chat-completions exchange, so that a slow, endless or hostile server yields
 /// a typed error instead of a hang or an unbounded allocation. A model block may override each
@@ -94,6 +94,19 @@ fn byte_count(v: &Value) -> Option<usize> {
     Some(f.max(0.0) as usize)
 }
 
+/// Extra HTTP headers from a model block; they may carry credentials, so `Debug` shows only
+/// their names.
+#[derive(Clone, Default)]
+struct Headers(Vec<(String, String)>);
+
+impl std::fmt::Debug for Headers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| k))
+            .finish()
+    }
+}
+
 /// A credential. `Debug` never shows it, so the executor holding it can be printed.
 #[derive(Clone)]
 struct Secret(String);
@@ -116,27 +129,12 @@ impl Secret {
     }
 }
 
-/// Request fields taken from the model block and sent with the request.
-const FORWARDED: &[&str] = &[
-    "temperature",
-    "max_tokens",
-    "max_completion_tokens",
-    "top_p",
-    "top_k",
-    "frequency_penalty",
-    "presence_penalty",
-    "seed",
-    "stop",
-    "n",
-    "tool_choice",
-    "parallel_tool_calls",
-];
-
 /// Adapter for `type: flatagent` (and plain agent paths and inline flatagent documents).
 #[derive(Debug, Default)]
 pub struct FlatAgentAdapter {
     client: OnceLock<reqwest::Client>,
     base_url: Option<String>,
+    provider_base_urls: Vec<(String, String)>,
     limits: HttpLimits,
 }
 
@@ -146,13 +144,27 @@ impl FlatAgentAdapter {
         FlatAgentAdapter::default()
     }
 
-    /// An adapter that sends requests to `base_url` (e.g. `http://127.0.0.1:8080/v1`) unless a
-    /// model sets its own `base_url`; without it, `OPENAI_BASE_URL` or OpenAI's API is used.
+    /// An adapter that sends every request to `base_url` (e.g. `http://127.0.0.1:8080/v1`)
+    /// unless a model block sets its own `base_url` or [`Self::with_provider_base_url`] names
+    /// its provider; without it, each provider's `<PROVIDER>_BASE_URL` variable or its own
+    /// endpoint is used.
     pub fn with_base_url(base_url: impl Into<String>) -> Self {
         FlatAgentAdapter {
             base_url: Some(base_url.into()),
             ..FlatAgentAdapter::default()
         }
+    }
+
+    /// The same adapter sending the requests of `provider` (a litellm name: `anthropic`,
+    /// `gemini`, `groq`, …) to `base_url`, unless a model block sets its own `base_url`.
+    pub fn with_provider_base_url(
+        mut self,
+        provider: impl Into<String>,
+        base_url: impl Into<String>,
+    ) -> Self {
+        self.provider_base_urls
+            .push((provider.into(), base_url.into()));
+        self
     }
 
     /// The same adapter with `limits` for every agent whose model block does not set its own.
@@ -199,11 +211,16 @@ impl FlatAgentAdapter {
         let mut own_profiles = spec.profiles.clone();
         let doc = match (&spec.config, &spec.reference) {
             (Some(c), _) if c.get("data").is_some() => c.clone(),
-            (_, Some(r)) => {
+            (config, Some(r)) => {
                 let path = spec.dir.join(r);
-                let doc = load_document(&path)?;
+                let mut doc = load_document(&path)?;
                 if own_profiles.is_none() {
                     own_profiles = path.parent().and_then(profiles_near);
+                }
+                // A typed ref's `config` goes over the file's top-level keys, shallowly
+                // (`config.md` §4.2).
+                if let (Some(Value::Object(over)), Some(base)) = (config, doc.as_object_mut()) {
+                    base.extend(over.clone());
                 }
                 doc
             }
@@ -220,12 +237,19 @@ impl FlatAgentAdapter {
         let mut model = resolve_model(data.get("model"), profiles.as_ref())?;
         // The key leaves the model map, which templates and error paths see, and is kept
         // where nothing prints it. An `api_key` in the model block is the key litellm uses in
-        // the reference; other credential-like keys are not read and are dropped likewise.
+        // the reference; `headers` are sent with each request; other credential-like keys are
+        // not read and are dropped likewise.
         let api_key = model
             .get("api_key")
             .and_then(Value::as_str)
             .filter(|k| !k.is_empty())
             .map(|k| Secret(k.to_string()));
+        let headers = ["headers", "extra_headers"]
+            .iter()
+            .filter_map(|k| model.get(*k).and_then(Value::as_object))
+            .flatten()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect();
         model.retain(|k, _| !is_secret_key(k));
         let limits = self.limits.for_model(&model);
         let template_model = template_model(&model);
@@ -234,18 +258,39 @@ impl FlatAgentAdapter {
             .and_then(Value::as_object)
             .is_some_and(|o| !o.is_empty());
         let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+        let provider_name = provider::route(&model, None).ok().map(|r| r.provider.name);
+        let adapter_base = provider_name
+            .and_then(|p| {
+                self.provider_base_urls
+                    .iter()
+                    .rev()
+                    .find(|(name, _)| name == p)
+                    .map(|(_, url)| url.as_str())
+            })
+            .or(self.base_url.as_deref());
+        let route = provider::route(&model, adapter_base)
+            .map_err(|e| AgentFailure::new("ValueError", format!("agent '{name}': {e}")))?;
+        let api_version = model
+            .get("api_version")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| std::env::var("AZURE_API_VERSION").ok());
         Ok(FlatAgentExecutor {
             client: self.client(),
             templates: Templates::for_prompts(),
             system: text("system").unwrap_or_else(|| "You are a helpful assistant.".to_string()),
             user: text("user").unwrap_or_default(),
             suffix: text("instruction_suffix"),
-            model,
+            params: forwarded_params(&model),
+            stream: model.get("stream").is_some_and(crate::py::truthy),
+            price: cost::from_model_block(&model),
             template_model,
             wants_json,
             metadata: doc.get("metadata").cloned(),
-            base_url: self.base_url.clone(),
+            route,
+            api_version,
             api_key,
+            headers: Headers(headers),
             limits,
         })
     }
@@ -378,32 +423,24 @@ struct FlatAgentExecutor {
     system: String,
     user: String,
     suffix: Option<String>,
-    model: Map<String, Value>,
+    /// The model parameters sent with each request ([`forwarded_params`]).
+    params: Map<String, Value>,
+    /// `stream: true` in the model block.
+    stream: bool,
+    /// Prices from the model block, over the shipped table.
+    price: Option<cost::Price>,
     /// `model` as the prompt templates see it ([`template_model`]).
     template_model: Value,
     wants_json: bool,
     metadata: Option<Value>,
-    base_url: Option<String>,
-    /// `model.api_key`; without it `OPENAI_API_KEY` is read at each call.
+    route: Route,
+    /// Azure's `api-version`.
+    api_version: Option<String>,
+    /// `model.api_key`; without it the provider's key variables are read at each call.
     api_key: Option<Secret>,
+    /// The model block's `headers`.
+    headers: Headers,
     limits: HttpLimits,
-}
-
-/// How an exchange failed before a complete reply was read.
-enum Trouble {
-    /// The `timeout` passed (connecting, waiting or reading the body).
-    Timeout,
-    /// The connection failed or broke (refused, reset, closed mid-body).
-    Connection(String),
-    /// The body is longer than `max_response_bytes`.
-    TooLarge(u16),
-}
-
-/// A reply read in full.
-struct Reply {
-    status: u16,
-    retry_after: Option<f64>,
-    body: Vec<u8>,
 }
 
 #[async_trait::async_trait]
@@ -464,11 +501,6 @@ impl FlatAgentExecutor {
                 user.push_str(&s);
             }
         }
-        let name = self
-            .model
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("gpt-4o-mini");
         let has_input = input.as_object().is_none_or(|m| !m.is_empty());
         let history = turn.and_then(|t| t.messages);
         // A continuation sends the chain after the system prompt, and a new user message only
@@ -485,44 +517,56 @@ impl FlatAgentExecutor {
         }
         let user = (history.is_none() || has_input).then_some(user);
         let tools = turn.map_or(&[][..], |t| t.tools);
-        let mut body = Map::new();
-        body.insert("model".into(), json!(name));
-        body.insert("messages".into(), Value::Array(messages));
-        for k in FORWARDED {
-            if let Some(v) = self.model.get(*k) {
-                body.insert((*k).to_string(), v.clone());
-            }
-        }
-        if !tools.is_empty() {
-            body.insert("tools".into(), Value::Array(tools.to_vec()));
-        } else if self.wants_json {
-            body.insert("response_format".into(), json!({"type": "json_object"}));
-        }
-        let base = self
-            .model
-            .get("base_url")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .or_else(|| self.base_url.clone())
-            .or_else(|| std::env::var("OPENAI_BASE_URL").ok())
-            .unwrap_or_else(|| "https://api.openai.com/v1".to_string());
-        let url = format!("{}/chat/completions", base.trim_end_matches('/'));
-        let key = self.api_key.clone().or_else(|| {
-            std::env::var("OPENAI_API_KEY")
-                .ok()
-                .filter(|k| !k.is_empty())
-                .map(Secret)
-        });
-        let mut req = self.client.post(&url).json(&Value::Object(body));
-        if let Some(key) = &key {
-            // `bearer_auth` marks the header sensitive, so reqwest's own `Debug` hides it too.
-            req = req.bearer_auth(&key.0);
-        }
-        let provider_data = json!({"provider": self.model.get("provider").cloned().unwrap_or(json!("openai")), "model": name});
+        let route = &self.route;
+        let request = ChatRequest {
+            model: &route.model,
+            messages: &messages,
+            tools,
+            json_mode: self.wants_json && tools.is_empty(),
+            params: &self.params,
+            stream: self.stream,
+        };
+        let dialect = route.provider.dialect;
+        let body = match dialect {
+            Dialect::OpenAi | Dialect::Azure => provider::openai::body(&request),
+            Dialect::Anthropic => provider::anthropic::body(&request),
+            Dialect::Gemini => provider::gemini::body(&request),
+            Dialect::Ollama => provider::ollama::body(&request),
+        };
+        let key = self
+            .api_key
+            .clone()
+            .or_else(|| env_key(route.provider).map(Secret));
+        let req = self.request(&body, key.as_ref());
+        let mut provider_data = json!({"provider": route.provider.name, "model": route.model_id});
         let limits = self.limits;
+        let mut acc = self
+            .stream
+            .then(|| Accumulator::new(dialect, route.provider.name));
+        let mut on_event = |e: provider::sse::Event| match acc.as_mut() {
+            Some(a) => a.push(&e.data),
+            None => Ok(()),
+        };
+        let events = self.stream.then(|| {
+            let parser = if dialect == Dialect::Ollama {
+                provider::sse::Parser::ndjson()
+            } else {
+                provider::sse::Parser::default()
+            };
+            (
+                parser,
+                &mut on_event
+                    as &mut (dyn FnMut(provider::sse::Event) -> Result<(), String> + Send),
+            )
+        });
         // One deadline over the whole exchange, body included: a server that drips an endless
         // body is cut off like one that never answers.
-        let outcome = match tokio::time::timeout(limits.timeout, exchange(req, &limits)).await {
+        let outcome = match tokio::time::timeout(
+            limits.timeout,
+            http::exchange(req, &limits, events),
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(_) => Err(Trouble::Timeout),
         };
@@ -533,17 +577,43 @@ impl FlatAgentExecutor {
         let reply = match outcome {
             Ok(reply) => reply,
             Err(trouble) => {
-                let error = trouble_error(&trouble, &limits, &scrub);
-                return Ok(failed(error, None, user, provider_data));
+                let error = http::trouble_error(&trouble, &limits, &scrub);
+                return Ok(http::failed(error, None, user, provider_data));
             }
         };
+        let reported: serde_json::Map<String, Value> = reply
+            .headers
+            .iter()
+            .filter(|(k, _)| ratelimit::is_reported(k))
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        if let Some(id) = reported
+            .get("x-request-id")
+            .or_else(|| reported.get("request-id"))
+        {
+            provider_data["request_id"] = id.clone();
+        }
+        if !reported.is_empty() {
+            provider_data["raw_headers"] = Value::Object(reported);
+        }
+        let cap = |r: f64| r.min(limits.max_retry_after.as_secs_f64());
         if reply.status != 200 {
-            let retry_after = reply.retry_after.map(|r| {
-                // Capped: a server's `Retry-After: 100000` must not park the run for a day.
-                r.min(limits.max_retry_after.as_secs_f64())
-            });
             let text = String::from_utf8_lossy(&reply.body);
-            let mut r = http_error(reply.status, &text, retry_after, user, provider_data);
+            let mut retry_after = ratelimit::retry_after(&reply.headers);
+            if retry_after.is_none() && dialect == Dialect::Gemini {
+                retry_after = serde_json::from_str(&text)
+                    .ok()
+                    .and_then(|b| provider::gemini::retry_delay(&b));
+            }
+            // Capped: a server's `Retry-After: 100000` must not park the run for a day.
+            let mut r = http::http_error(
+                reply.status,
+                &text,
+                &reply.headers,
+                retry_after.map(cap),
+                user,
+                provider_data,
+            );
             if let Some(e) = r.error.as_mut()
                 && let Some(m) = e.get("message").and_then(Value::as_str)
             {
@@ -561,50 +631,52 @@ impl FlatAgentExecutor {
                 "retryable": true,
             })
         };
-        let reply: Value = match serde_json::from_slice(&reply.body) {
-            Ok(v) => v,
-            Err(e) => {
-                let error = malformed(format!("the reply is not JSON: {e}"));
-                return Ok(failed(error, None, user, provider_data));
+        let parsed = match acc {
+            Some(acc) => acc.finish(),
+            None => match serde_json::from_slice::<Value>(&reply.body) {
+                Ok(v) => match dialect {
+                    Dialect::OpenAi | Dialect::Azure => provider::openai::parse(&v),
+                    Dialect::Anthropic => provider::anthropic::parse(&v),
+                    Dialect::Gemini => provider::gemini::parse(&v),
+                    Dialect::Ollama => provider::ollama::parse(&v),
+                },
+                Err(e) => Err(format!("the reply is not JSON: {e}")),
+            },
+        };
+        let chat = match parsed {
+            Ok(chat) => chat,
+            Err(message) => {
+                return Ok(http::failed(malformed(message), None, user, provider_data));
             }
         };
-        let Some(choice) = reply
-            .get("choices")
-            .and_then(Value::as_array)
-            .and_then(|c| c.first())
-            .filter(|c| c.get("message").is_some_and(Value::is_object))
-            .cloned()
-        else {
-            let error = malformed("the reply has no choices[0].message".into());
-            return Ok(failed(error, None, user, provider_data));
-        };
-        // A reply that only calls tools has `content: null`, which stays null.
-        let content = choice
-            .pointer("/message/content")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let tool_calls = choice
-            .pointer("/message/tool_calls")
-            .and_then(Value::as_array)
-            .filter(|calls| !calls.is_empty())
-            .map(|calls| Value::Array(calls.iter().map(tool_call).collect()));
-        let finish = match choice.get("finish_reason").and_then(Value::as_str) {
-            Some("length" | "max_tokens") => "length",
-            Some("tool_calls" | "tool_use" | "function_call") => "tool_use",
-            Some("content_filter") => "content_filter",
-            _ => "stop",
-        };
-        let usage = reply.get("usage").filter(|u| u.is_object()).map(|u| {
-            let n = |k: &str| u.get(k).cloned().unwrap_or(json!(0));
-            json!({
-                "input_tokens": n("prompt_tokens"),
-                "output_tokens": n("completion_tokens"),
-                "total_tokens": n("total_tokens"),
-                "cache_read_tokens": 0,
-                "cache_write_tokens": 0,
+        let rate_limit = ratelimit::state(
+            &reply.headers,
+            ratelimit::retry_after(&reply.headers).map(cap),
+            false,
+        );
+        let usage = match &chat.tokens {
+            Some(t) => json!({
+                "input_tokens": t.input,
+                "output_tokens": t.output,
+                "total_tokens": t.input + t.output,
+                "cache_read_tokens": t.cache_read,
+                "cache_write_tokens": t.cache_write,
                 "api_calls": 1,
-            })
+            }),
+            None => json!({"api_calls": 1}),
+        };
+        let cost = chat.tokens.as_ref().map(|t| {
+            let price = self.price.or_else(|| {
+                chat.model
+                    .as_deref()
+                    .and_then(|m| cost::lookup(route.provider.name, m))
+                    .or_else(|| cost::lookup(route.provider.name, &route.model))
+            });
+            cost::cost(price, t)
         });
+        let content = chat.content;
+        let tool_calls = (!chat.tool_calls.is_empty()).then(|| Value::Array(chat.tool_calls));
+        let finish = chat.finish_reason;
         if content.is_none() && tool_calls.is_none() {
             // Neither text nor tool calls: the reference returns an empty success here, which
             // a machine cannot tell from a real answer. `content_filter` is the provider's
@@ -616,8 +688,10 @@ impl FlatAgentExecutor {
                 "status_code": 200,
                 "retryable": finish != "content_filter",
             });
-            let usage = usage.or_else(|| Some(json!({"api_calls": 1})));
-            return Ok(failed(error, usage, user, provider_data));
+            let mut r = http::failed(error, Some(usage), user, provider_data);
+            r.cost = cost;
+            r.rate_limit = Some(rate_limit);
+            return Ok(r);
         }
         let output = match &content {
             Some(text) if self.wants_json && tools.is_empty() && !text.is_empty() => Some(
@@ -630,197 +704,128 @@ impl FlatAgentExecutor {
             output,
             content,
             tool_calls,
-            usage: usage.or_else(|| Some(json!({"api_calls": 1}))),
+            usage: Some(usage),
+            cost,
             finish_reason: Some(finish.to_string()),
+            rate_limit: Some(rate_limit),
             provider_data: Some(provider_data),
             metadata: self.metadata.clone(),
             rendered_user_prompt: user,
             ..AgentResult::default()
         })
     }
-}
 
-/// `{id, name, arguments}` from an OpenAI tool call. Arguments sent as JSON text are parsed
-/// (text that is not JSON gives `{}`, as in the reference); an object is taken as it is.
-fn tool_call(call: &Value) -> Value {
-    let function = call.get("function");
-    let arguments = match function.and_then(|f| f.get("arguments")) {
-        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or_else(|_| json!({})),
-        Some(Value::Null) | None => json!({}),
-        Some(other) => other.clone(),
-    };
-    json!({
-        "id": call.get("id").cloned().unwrap_or(Value::Null),
-        "name": function.and_then(|f| f.get("name")).cloned().unwrap_or(Value::Null),
-        "arguments": arguments,
-    })
-}
-
-/// The provider error class names of the OpenAI SDK, which the reference reports.
-fn error_class(status: u16) -> &'static str {
-    match status {
-        400 => "BadRequestError",
-        401 => "AuthenticationError",
-        403 => "PermissionDeniedError",
-        404 => "NotFoundError",
-        408 => "Timeout",
-        409 => "ConflictError",
-        422 => "UnprocessableEntityError",
-        429 => "RateLimitError",
-        503 => "ServiceUnavailableError",
-        500..=599 => "InternalServerError",
-        _ => "APIError",
-    }
-}
-
-fn http_error(
-    status: u16,
-    body: &str,
-    retry_after: Option<f64>,
-    user: Option<String>,
-    provider_data: Value,
-) -> AgentResult {
-    let message = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|b| {
-            b.pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| body.trim().to_string());
-    let message = match message.char_indices().nth(MAX_ERROR_MESSAGE_CHARS) {
-        Some((cut, _)) => format!("{}… (cut)", &message[..cut]),
-        None => message,
-    };
-    let code = match status {
-        429 => "rate_limit",
-        401 | 403 => "auth_error",
-        400 => "invalid_request",
-        408 => "timeout",
-        _ => "server_error",
-    };
-    let retryable = status == 429 || status == 408 || status >= 500;
-    let mut rate_limit = None;
-    if status == 429 || retry_after.is_some() {
-        let mut rl = json!({"limited": status == 429});
-        if let Some(r) = retry_after {
-            rl["retry_after"] = json!(r);
-        }
-        rate_limit = Some(rl);
-    }
-    AgentResult {
-        error: Some(json!({
-            "code": code,
-            "type": error_class(status),
-            "message": message,
-            "status_code": status,
-            "retryable": retryable,
-        })),
-        finish_reason: Some("error".into()),
-        rate_limit,
-        provider_data: Some(provider_data),
-        rendered_user_prompt: user,
-        ..AgentResult::default()
-    }
-}
-
-/// A failed result carrying `error`.
-fn failed(
-    error: Value,
-    usage: Option<Value>,
-    user: Option<String>,
-    provider_data: Value,
-) -> AgentResult {
-    AgentResult {
-        error: Some(error),
-        usage,
-        finish_reason: Some("error".into()),
-        provider_data: Some(provider_data),
-        rendered_user_prompt: user,
-        ..AgentResult::default()
-    }
-}
-
-/// Sends the request and reads the whole reply, at most `max_response_bytes` of body.
-async fn exchange(req: reqwest::RequestBuilder, limits: &HttpLimits) -> Result<Reply, Trouble> {
-    let mut response = req.send().await.map_err(reqwest_trouble)?;
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        // Negative, NaN and infinite values are not waits (an HTTP date is not read either).
-        .filter(|v| v.is_finite() && *v >= 0.0);
-    let limit = limits.max_response_bytes;
-    if response
-        .content_length()
-        .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
-    {
-        return Err(Trouble::TooLarge(status));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(reqwest_trouble)? {
-        if chunk.len() > limit.saturating_sub(body.len()) {
-            return Err(Trouble::TooLarge(status));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Reply {
-        status,
-        retry_after,
-        body,
-    })
-}
-
-fn reqwest_trouble(e: reqwest::Error) -> Trouble {
-    if e.is_timeout() {
-        return Trouble::Timeout;
-    }
-    // Without the URL, whose user info or query may hold a credential; with the causes, which
-    // say what actually happened ("connection reset by peer").
-    let e = e.without_url();
-    let mut parts = vec![e.to_string()];
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = s.source();
-    }
-    Trouble::Connection(parts.join(": "))
-}
-
-/// The `error` of a result for an exchange that did not complete.
-fn trouble_error(trouble: &Trouble, limits: &HttpLimits, scrub: &dyn Fn(&str) -> String) -> Value {
-    match trouble {
-        Trouble::Timeout => json!({
-            "code": "timeout",
-            "type": "Timeout",
-            "message": format!(
-                "no complete reply within the {}s timeout",
-                limits.timeout.as_secs_f64()
+    /// The HTTP request for `body`: the provider's URL and authentication, then the model
+    /// block's `headers`.
+    fn request(&self, body: &Value, key: Option<&Secret>) -> reqwest::RequestBuilder {
+        let route = &self.route;
+        let base = &route.base_url;
+        let url = match route.provider.dialect {
+            Dialect::OpenAi => format!("{base}/chat/completions"),
+            Dialect::Azure => {
+                let version = self.api_version.as_deref().unwrap_or(AZURE_API_VERSION);
+                format!(
+                    "{base}/openai/deployments/{}/chat/completions?api-version={version}",
+                    route.model
+                )
+            }
+            Dialect::Anthropic => {
+                if base.ends_with("/v1/messages") {
+                    base.clone()
+                } else if base.ends_with("/v1") {
+                    format!("{base}/messages")
+                } else {
+                    format!("{base}/v1/messages")
+                }
+            }
+            Dialect::Gemini => format!(
+                "{base}{}",
+                provider::gemini::path(&route.model, self.stream)
             ),
-            "retryable": true,
-        }),
-        Trouble::Connection(message) => json!({
-            "code": "server_error",
-            "type": "APIConnectionError",
-            "message": scrub(message),
-            "retryable": true,
-        }),
-        Trouble::TooLarge(status) => json!({
-            "code": "server_error",
-            "type": "ResponseTooLargeError",
-            "message": format!(
-                "the response body is larger than max_response_bytes ({} bytes)",
-                limits.max_response_bytes
-            ),
-            "status_code": status,
-            // The same request would most likely get the same reply.
-            "retryable": false,
-        }),
+            Dialect::Ollama => format!("{base}/api/chat"),
+        };
+        let mut req = self.client.post(&url).json(body);
+        if let Some(key) = key {
+            // Sensitive header values are hidden by reqwest's own `Debug` too.
+            let header = |name: &str| {
+                let mut v = reqwest::header::HeaderValue::from_str(&key.0)
+                    .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+                v.set_sensitive(true);
+                (name.to_string(), v)
+            };
+            req = match route.provider.dialect {
+                Dialect::OpenAi | Dialect::Ollama => req.bearer_auth(&key.0),
+                Dialect::Azure => {
+                    let (n, v) = header("api-key");
+                    req.header(n, v)
+                }
+                Dialect::Anthropic => {
+                    let (n, v) = header("x-api-key");
+                    req.header(n, v)
+                }
+                Dialect::Gemini => {
+                    let (n, v) = header("x-goog-api-key");
+                    req.header(n, v)
+                }
+            };
+        }
+        if route.provider.dialect == Dialect::Anthropic
+            && !self
+                .headers
+                .0
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("anthropic-version"))
+        {
+            req = req.header("anthropic-version", ANTHROPIC_VERSION);
+        }
+        for (k, v) in &self.headers.0 {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        req
+    }
+}
+
+/// The API version Azure requests name without `api_version` in the model block or
+/// `AZURE_API_VERSION` (litellm's default).
+const AZURE_API_VERSION: &str = "2025-02-01-preview";
+
+/// The `anthropic-version` header sent unless the model block's `headers` set one.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// A streamed reply in the making, per dialect.
+enum Accumulator {
+    OpenAi(provider::openai::Accumulator, &'static str),
+    Anthropic(provider::anthropic::Accumulator),
+    Gemini(provider::gemini::Accumulator),
+    Ollama(provider::ollama::Accumulator),
+}
+
+impl Accumulator {
+    fn new(dialect: Dialect, provider: &'static str) -> Self {
+        match dialect {
+            Dialect::OpenAi | Dialect::Azure => Accumulator::OpenAi(Default::default(), provider),
+            Dialect::Anthropic => Accumulator::Anthropic(Default::default()),
+            Dialect::Gemini => Accumulator::Gemini(Default::default()),
+            Dialect::Ollama => Accumulator::Ollama(Default::default()),
+        }
+    }
+
+    fn push(&mut self, data: &str) -> Result<(), String> {
+        match self {
+            Accumulator::OpenAi(a, p) => a.push(data, p),
+            Accumulator::Anthropic(a) => a.push(data),
+            Accumulator::Gemini(a) => a.push(data),
+            Accumulator::Ollama(a) => a.push(data),
+        }
+    }
+
+    fn finish(self) -> Result<ChatReply, String> {
+        match self {
+            Accumulator::OpenAi(a, _) => a.finish(),
+            Accumulator::Anthropic(a) => a.finish(),
+            Accumulator::Gemini(a) => a.finish(),
+            Accumulator::Ollama(a) => a.finish(),
+        }
     }
 }
 
@@ -941,21 +946,5 @@ mod tests {
         assert_eq!(seconds(&json!("1")), None);
         assert_eq!(byte_count(&json!(1e30)), Some(usize::MAX));
         assert_eq!(byte_count(&json!(7)), Some(7));
-    }
-
-    #[test]
-    fn http_errors_carry_the_provider_class() {
-        let r = http_error(
-            500,
-            r#"{"error": {"message": "overheated"}}"#,
-            None,
-            None,
-            Value::Null,
-        );
-        assert_eq!(r.error_text().unwrap(), "InternalServerError: overheated");
-        assert!(r.retryable());
-        let r = http_error(429, "{}", Some(2.0), None, Value::Null);
-        assert_eq!(r.error.as_ref().unwrap()["code"], "rate_limit");
-        assert_eq!(r.rate_limit.unwrap()["retry_after"], 2.0);
     }
 }

@@ -1,9 +1,13 @@
 //! Agents: the adapter contract (`hooks-adapters-cli.md` §4), the registry keyed by type name,
 //! and the built-in adapters `echo` and `flatagent`.
 
+#[cfg(feature = "http")]
+pub mod cost;
 mod echo;
 #[cfg(feature = "http")]
 mod flatagent;
+#[cfg(feature = "http")]
+mod provider;
 pub mod stream;
 
 pub use echo::EchoAdapter;
@@ -226,7 +230,8 @@ pub const REDACTED: &str = "[redacted]";
 /// `oauth`, and `headers` (which carry `Authorization`).
 pub fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase().replace('-', "_");
-    let counts = k.ends_with("_tokens") || k.starts_with("max_");
+    // Token counts and prices are not credentials.
+    let counts = k.ends_with("_tokens") || k.ends_with("_per_token") || k.starts_with("max_");
     k.ends_with("api_key")
         || k.ends_with("apikey")
         || k.contains("secret")
@@ -436,6 +441,7 @@ mod tests {
             "completion_tokens",
             "base_url",
             "temperature",
+            "input_cost_per_token",
         ] {
             assert!(!is_secret_key(k), "{k}");
         }
