@@ -379,13 +379,27 @@ fn lower_agents(
         .map(|(entry, resolved)| {
             let name = entry.name.value.as_str();
             match (&entry.reference, resolved) {
-                (_, Some(id)) => {
+                (reference, Some(id)) => {
                     let a = &project.agents[id.0];
+                    let mut doc = a.doc.root.to_json();
+                    // `{type: flatagent, ref, config}`: the config goes over the file's
+                    // top-level keys, shallowly, as the reference embeds it (`config.md` §4.2).
+                    if let (
+                        AgentRef::Typed {
+                            config: Some(inline),
+                            ..
+                        },
+                        JsonValue::Object(file),
+                    ) = (reference, &mut doc)
+                        && let JsonValue::Object(over) = inline.to_json()
+                    {
+                        file.extend(over);
+                    }
                     ir::Agent {
                         name: text(name),
                         ty: text("flatagent"),
                         reference: None,
-                        config: Some(json(&a.doc.root)),
+                        config: Some(Json::from_value(&doc)),
                         dir: path_text(&a.dir),
                         profiles: profile_index(a.profiles),
                     }

@@ -491,3 +491,74 @@ async fn a_stream_cut_short_or_broken_is_a_typed_error() {
             .contains("not JSON")
     );
 }
+
+/// A machine whose agent is a typed ref: the ref'd file with the ref's `config` over its
+/// top-level keys (here `data` wholesale), calling Anthropic; the call's cost reaches
+/// `context.machine.total_cost`.
+#[cfg(feature = "loader")]
+#[tokio::test]
+async fn typed_refs_merge_their_config_and_costs_reach_the_machine() {
+    use flatmachines::{Machine, Runtime};
+    use flatmachines_testkit::TempDir;
+    let reply = json!({"id": "m1", "model": "claude-haiku-4-5", "stop_reason": "end_turn",
+        "content": [{"type": "text", "text": "merged"}],
+        "usage": {"input_tokens": 100, "output_tokens": 10}});
+    let server = ScriptedServer::start([Response::ok(reply.clone()), Response::ok(reply)]).unwrap();
+    let dir = TempDir::with_prefix("fm-typed-ref-");
+    dir.write(
+        "agents/a.yml",
+        "spec: flatagent\nspec_version: \"2.6.0\"\nmetadata: {from: file}\ndata:\n  model: {provider: openai, name: file-model}\n  user: from the file\n",
+    );
+    let machine = Machine::from_file(dir.write(
+        "machine.yml",
+        r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: typed-ref
+  agents:
+    a:
+      type: flatagent
+      ref: ./agents/a.yml
+      config:
+        data:
+          model: {provider: anthropic, name: claude-haiku-4-5}
+          user: "from the config, {{ input.n }}"
+  states:
+    start:
+      type: initial
+      agent: a
+      input: {n: 1}
+      output_to_context: {first: output.content}
+      transitions: [{to: again}]
+    again:
+      agent: a
+      input: {n: 2}
+      output_to_context: {second: output.content}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output:
+        text: "{{ context.second }}"
+        cost: context.machine.total_cost
+        calls: context.machine.total_api_calls
+"#,
+    ))
+    .unwrap();
+    let rt = Runtime::builder()
+        .adapter(FlatAgentAdapter::new().with_provider_base_url("anthropic", server.base_url()))
+        .build();
+    let out = rt.run(&machine, json!({})).await.unwrap();
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].path, "/v1/messages");
+    assert_eq!(
+        reqs[1].body["messages"][0]["content"][0]["text"],
+        "from the config, 2"
+    );
+    assert_eq!(out["text"], "merged");
+    assert_eq!(out["calls"], 2);
+    // claude-haiku-4-5: 100 × 1e-6 + 10 × 5e-6 per call, summed in call order.
+    let per_call = 100.0 * 1e-6 + 10.0 * 5e-6;
+    assert_eq!(out["cost"].as_f64().unwrap(), per_call + per_call);
+}
