@@ -38,7 +38,6 @@ const KNOWN: &[(&str, Option<Env>, &str)] = &[
         None,
         "a generator object; ours is the list of pairs",
     ),
-    ("{{ range(3) }}", None, "`range(0, 3)`; ours is the list"),
     (
         "{% set ns = namespace(a=1) %}{{ ns.a }}{{ ns }}",
         None,
@@ -88,11 +87,6 @@ const KNOWN: &[(&str, Option<Env>, &str)] = &[
         "number attributes (`real`, `imag`) are not provided",
     ),
     (
-        "{{ '1e400' | fromjson }}",
-        Some(Env::Machine),
-        "JSON numbers beyond f64 fail to parse instead of inf",
-    ),
-    (
         "{{ context.users | groupby('admin') }}",
         None,
         "groupby with a missing attribute groups under none",
@@ -102,18 +96,19 @@ const KNOWN: &[(&str, Option<Env>, &str)] = &[
         None,
         "same",
     ),
-    (
-        "{{ context.words | select('startingwith', 'a') | list }}",
-        None,
-        "unknown test: TemplateAssertionError instead of TemplateRuntimeError",
-    ),
-    // Jinja2 reports these Python errors as NameError (its traceback rewriting fails on them).
+    // Jinja2 folds constant expressions at compile time and writes a folded infinity or NaN
+    // into its generated Python code as `inf`/`nan`, a name that does not exist: NameError.
+    // With the same numbers coming from data (cases further down) the errors agree.
     (
         "{{ ('inf' | float) | int }}",
         None,
-        "we give the default 0; Jinja2 fails",
+        "OverflowError here, as Jinja2 with data",
     ),
-    ("{{ '%d' % ('nan' | float) }}", None, "ValueError here"),
+    (
+        "{{ '%d' % ('nan' | float) }}",
+        None,
+        "ValueError here, as Jinja2 with data",
+    ),
 ];
 
 fn load() -> Json {

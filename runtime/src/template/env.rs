@@ -6,7 +6,9 @@
 //! * printing (`finalize` of the machine environment; Python `str()` everywhere);
 //! * filters whose output text, arguments or errors differ: `string`, `join`, `tojson`,
 //!   `int`, `float`, `round`, `sum`, `length`/`count`, `default`/`d`, `title`, `indent`,
-//!   `pprint`; `fromjson` (machine environment only); and the stock Jinja2 filters and
+//!   `pprint`, `min`/`max`, the `select` family; the comparison tests (`lt`, `gt`, …) and the
+//!   `range` global (a Python range object); `fromjson` (machine environment only, Python's
+//!   `json.loads`); and the stock Jinja2 filters and
 //!   globals minijinja lacks (`wordcount`, `truncate`, `center`, `striptags`,
 //!   `filesizeformat`, `urlencode`, `forceescape`, `wordwrap`, `xmlattr`, `joiner`,
 //!   `cycler`; not `lipsum`);
@@ -142,6 +144,10 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
             // The reference's finalize: `json.dumps(v) if isinstance(v, (list, dict)) else v`.
             // Tuples are not lists there, so they print as `(1, 2)`.
             let text = match value.kind() {
+                // `json.dumps` is only applied to lists and dicts; a range prints its repr.
+                ValueKind::Seq if value.downcast_object_ref::<PyRange>().is_some() => {
+                    pyrepr::mj_str(value)
+                }
                 ValueKind::Seq if !value.is_tuple() => dumps_or_err(value)?,
                 // Dict views print as Python does, `dict_items([...])`.
                 ValueKind::Iterable if value.downcast_object_ref::<DictView>().is_some() => {
@@ -281,6 +287,31 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
     env.add_function(super::rewrite::CONCAT_FN, |a: &Value, b: &Value| {
         super::pyfmt::py_concat(a, b)
     });
+    env.add_function(super::rewrite::CMP_FN, super::pycmp::chain);
+    env.add_filter("max", |v: Value, args: Rest<ValueOrKwargs>| {
+        min_max(v, args, "max")
+    });
+    env.add_filter("min", |v: Value, args: Rest<ValueOrKwargs>| {
+        min_max(v, args, "min")
+    });
+    env.add_filter("select", select_family!(select));
+    env.add_filter("reject", select_family!(reject));
+    env.add_filter("selectattr", select_family!(selectattr, attr));
+    env.add_filter("rejectattr", select_family!(rejectattr, attr));
+    env.add_function("range", PyRange::new_value);
+    // Jinja2's comparison tests are Python's operators, which refuse unrelated types.
+    for (names, op) in [
+        (&["lt", "lessthan", "<"][..], super::pycmp::Op::Lt),
+        (&["le", "<="][..], super::pycmp::Op::Le),
+        (&["gt", "greaterthan", ">"][..], super::pycmp::Op::Gt),
+        (&["ge", ">="][..], super::pycmp::Op::Ge),
+    ] {
+        for name in names {
+            env.add_test(*name, move |a: &Value, b: &Value| {
+                super::pycmp::compare(a, op, b)
+            });
+        }
+    }
     env.add_filter("length", length);
     env.add_filter("count", length);
     env.add_filter("sum", sum);
@@ -312,6 +343,186 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
     env.add_function("lipsum", lipsum);
     env.set_unknown_method_callback(call_method);
     env
+}
+
+/// Wraps minijinja's `select`-like filter `$name`: a test name that does not exist fails
+/// as Jinja2's does, with `TemplateRuntimeError` when an item is tested (an empty sequence
+/// never looks the test up), not as the compile-time `TemplateAssertionError` of
+/// `x is nosuchtest`.
+macro_rules! select_family {
+    ($name:ident) => {
+        |state: &mut State, value: Value, test: Option<String>, args: Rest<ValueOrKwargs>| {
+            let name = test.clone();
+            // Jinja2 looks the test up when it tests the first item.
+            if value.len() == Some(0) {
+                return Ok(Vec::new());
+            }
+            minijinja::filters::$name(state, value, test.map(Into::into), args)
+                .map_err(|e| unknown_test_at_run_time(e, name.as_deref()))
+        }
+    };
+    ($name:ident, attr) => {
+        |state: &mut State,
+         value: Value,
+         attr: String,
+         test: Option<String>,
+         args: Rest<ValueOrKwargs>| {
+            let name = test.clone();
+            // Jinja2 looks the test up when it tests the first item.
+            if value.len() == Some(0) {
+                return Ok(Vec::new());
+            }
+            minijinja::filters::$name(state, value, attr.into(), test.map(Into::into), args)
+                .map_err(|e| unknown_test_at_run_time(e, name.as_deref()))
+        }
+    };
+}
+use select_family;
+
+/// Jinja2's error for a test `select` & co. cannot find.
+fn unknown_test_at_run_time(err: Error, name: Option<&str>) -> Error {
+    match (err.kind(), name) {
+        (ErrorKind::UnknownTest, Some(name)) => py_error(
+            "TemplateRuntimeError",
+            format!("No test named {}.", pyrepr::mj_repr(&Value::from(name))),
+        ),
+        _ => err,
+    }
+}
+
+/// `min`/`max(case_sensitive=False, attribute=None)`: Python's `min`/`max`, so items of
+/// unrelated types raise `TypeError` (`[1, 'a'] | max`) instead of being ordered.
+fn min_max(value: Value, args: Rest<ValueOrKwargs>, which: &str) -> Result<Value, Error> {
+    use super::pycmp::{Op, compare};
+    let args = args.into_values();
+    let a = FilterArgs::new(which, &args, &["case_sensitive", "attribute"])?;
+    let case_sensitive = a.get(0).is_some_and(Value::is_true);
+    let attribute = a.string(1)?;
+    // Jinja2 iterates an undefined value as empty, giving an undefined result.
+    if value.is_undefined() {
+        return Ok(Value::UNDEFINED);
+    }
+    let key = |item: &Value| -> Result<Value, Error> {
+        let k = match &attribute {
+            Some(path) => attribute_path(item, path)?,
+            None => item.clone(),
+        };
+        // Jinja2's `ignore_case` lower-cases strings and leaves other values alone.
+        match k.as_str() {
+            Some(s) if !case_sensitive && k.kind() == ValueKind::String => {
+                Ok(Value::from(s.to_lowercase()))
+            }
+            _ => Ok(k),
+        }
+    };
+    // Python: an item replaces the best so far only if `key(item) > key(best)` (`<` for
+    // `min`), so the first of equal items wins and unrelated types raise.
+    let op = if which == "max" { Op::Gt } else { Op::Lt };
+    let mut best: Option<(Value, Value)> = None;
+    for item in value.try_iter()? {
+        let k = key(&item)?;
+        let better = match &best {
+            None => true,
+            Some((best_key, _)) => compare(&k, op, best_key)?,
+        };
+        if better {
+            best = Some((k, item));
+        }
+    }
+    Ok(best.map_or(Value::UNDEFINED, |(_, item)| item))
+}
+
+/// Python's `range` object: a sequence of integers that prints as `range(0, 3)` (Jinja2
+/// prints the object, not its items) and is not JSON serialisable.
+#[derive(Debug)]
+pub(crate) struct PyRange {
+    start: i64,
+    stop: i64,
+    step: i64,
+    len: usize,
+}
+
+/// The most items a `range` may have (minijinja's own limit, kept: a template has no use for
+/// more, and building larger ones is a way to exhaust memory).
+const MAX_RANGE: usize = 100_000;
+
+impl PyRange {
+    /// `range(stop)`, `range(start, stop[, step])`.
+    fn new_value(lower: i64, upper: Option<i64>, step: Option<i64>) -> Result<Value, Error> {
+        let (start, stop) = match upper {
+            Some(upper) => (lower, upper),
+            None => (0, lower),
+        };
+        let step = step.unwrap_or(1);
+        if step == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "cannot create range with step of 0",
+            ));
+        }
+        let (start_w, stop_w, step_w) = (i128::from(start), i128::from(stop), i128::from(step));
+        let len = if step > 0 && start < stop {
+            (stop_w - start_w + step_w - 1) / step_w
+        } else if step < 0 && start > stop {
+            (start_w - stop_w - step_w - 1) / -step_w
+        } else {
+            0
+        };
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > MAX_RANGE {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "range has too many elements",
+            ));
+        }
+        Ok(Value::from_object(PyRange {
+            start,
+            stop,
+            step,
+            len,
+        }))
+    }
+
+    /// Python's `repr()`: `range(0, 3)`, or `range(1, 10, 3)` when the step is not 1.
+    pub(crate) fn repr(&self) -> String {
+        if self.step == 1 {
+            format!("range({}, {})", self.start, self.stop)
+        } else {
+            format!("range({}, {}, {})", self.start, self.stop, self.step)
+        }
+    }
+}
+
+impl Object for PyRange {
+    fn repr(self: &Arc<Self>) -> minijinja::value::ObjectRepr {
+        minijinja::value::ObjectRepr::Seq
+    }
+
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        let i = key.as_i64()?;
+        let len = self.len as i64;
+        let i = if i < 0 { i + len } else { i };
+        // Within the range the value lies between start and stop, so it fits an i64.
+        (0..len)
+            .contains(&i)
+            .then(|| Value::from(self.start + self.step * i))
+    }
+
+    fn enumerate(self: &Arc<Self>) -> minijinja::value::Enumerator {
+        minijinja::value::Enumerator::Seq(self.len)
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.len)
+    }
+
+    fn is_true(self: &Arc<Self>) -> bool {
+        self.len > 0
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&PyRange::repr(self))
+    }
 }
 
 fn dumps_or_err(value: &Value) -> Result<String, Error> {
@@ -350,6 +561,10 @@ fn fromjson(v: &Value) -> Result<Value, Error> {
             ),
         ));
     };
+    if let Some(value) = super::pyjson::loads(text) {
+        return Ok(value);
+    }
+    // Python refuses the text: serde_json says where and why, worded as Python's.
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(json) => Ok(to_value(&json)),
         Err(e) => Err(py_error("JSONDecodeError", json_error_message(text, &e))),
@@ -586,7 +801,19 @@ fn int(
     let rv = match value.kind() {
         ValueKind::Bool => Some(Value::from(i64::from(value.is_true()))),
         ValueKind::Number if value.is_integer() => Some(value.clone()),
-        ValueKind::Number => int_from_f64(f64::try_from(value.clone()).unwrap_or(f64::NAN)),
+        ValueKind::Number => {
+            let f = f64::try_from(value.clone()).unwrap_or(f64::NAN);
+            // Jinja2 catches `ValueError` (NaN) and returns the default, but `int(inf)`
+            // raises `OverflowError`, which it lets through. (Strings go through
+            // `int(float(s))` under a handler that catches `OverflowError` too.)
+            if f.is_infinite() {
+                return Err(py_error(
+                    "OverflowError",
+                    "cannot convert float infinity to integer",
+                ));
+            }
+            int_from_f64(f)
+        }
         ValueKind::String => {
             let s = value.as_str().unwrap_or_default();
             if (2..=36).contains(&base) {

@@ -44,26 +44,29 @@
 //!   are unreachable with dot syntax; here they return the value.
 //! * `{{ context.machine }}` prints JSON like any map (the reference's read-only view prints
 //!   Python repr).
-//! * Ordering comparisons (`<`, `>`…) involving undefined values or unrelated types do not
-//!   raise.
-//! * Python objects that are not lists print as what they hold: `{{ lst | reverse }}`,
-//!   `{{ d | items }}`, `{{ range(3) }}` give `[…]` where Jinja2 prints
-//!   `<list_reverseiterator …>`, a generator or `range(0, 3)`.
+//! * In a comparison chain (`a < b < c`) every operand is evaluated, even after a false
+//!   comparison.
+//! * Python iterators print as what they hold: `{{ lst | reverse }}`, `{{ d | items }}` give
+//!   `[…]` where Jinja2 prints `<list_reverseiterator …>` or a generator (the compiler warns,
+//!   `FM0313`).
 //! * Lists and dicts cannot be modified: `lst.append(x)`, `d.update(…)` and the other
 //!   in-place methods fail (the compiler warns, `FM0311`); macros have no `varargs`/`kwargs`.
 //! * Error messages of syntax errors and of type errors raised by operators are minijinja's
 //!   wording; the exception class ([`TemplateError::kind`]) matches.
 //! * Renders are bounded: [`FUEL_LIMIT`] instructions and [`MAX_OUTPUT`] printed bytes.
 //!
-//! `a % b` and `a ~ b` are rewritten when a template is loaded into calls that compute them
-//! like Python (printf-style formatting, Python `str()` of floats); see `rewrite.rs`.
+//! `a % b`, `a ~ b` and the ordering comparisons are rewritten when a template is loaded into
+//! calls that compute them like Python (printf-style formatting, Python `str()` of floats,
+//! `TypeError` for unrelated types); see `rewrite.rs`.
 //! `tests/fixtures/templates/cases.json` records how Jinja2 renders several hundred templates
 //! and `runtime/tests/template_compat.rs` holds us to it.
 
 mod env;
 mod error;
 mod prepared;
+mod pycmp;
 mod pyfmt;
+mod pyjson;
 mod pyrepr;
 mod rewrite;
 mod value;

@@ -53,6 +53,10 @@ pub(crate) fn write_mj_repr(out: &mut String, v: &MjValue, depth: usize) {
         out.push_str("...");
         return;
     }
+    if let Some(range) = v.downcast_object_ref::<super::env::PyRange>() {
+        out.push_str(&range.repr());
+        return;
+    }
     match v.kind() {
         ValueKind::Undefined => out.push_str("Undefined"),
         ValueKind::None => out.push_str("None"),
@@ -193,8 +197,14 @@ fn write_mj_json(
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
         ValueKind::Number => write_mj_number(out, v, true),
         ValueKind::String => write_json_str(out, v.as_str().unwrap_or_default(), style.html_safe),
-        // Dict views are not lists: `json.dumps(d.items())` fails.
+        // Dict views and ranges are not lists: `json.dumps(d.items())` fails.
         ValueKind::Iterable if v.downcast_object_ref::<super::env::DictView>().is_some() => {
+            return Err(format!(
+                "Object of type {} is not JSON serializable",
+                py_type_name(v)
+            ));
+        }
+        ValueKind::Seq if v.downcast_object_ref::<super::env::PyRange>().is_some() => {
             return Err(format!(
                 "Object of type {} is not JSON serializable",
                 py_type_name(v)
@@ -283,6 +293,7 @@ pub(crate) fn py_type_name(v: &MjValue) -> &'static str {
         ValueKind::String => "str",
         ValueKind::Bytes => "bytes",
         ValueKind::Seq if v.is_tuple() => "tuple",
+        ValueKind::Seq if v.downcast_object_ref::<super::env::PyRange>().is_some() => "range",
         ValueKind::Seq => "list",
         ValueKind::Map => "dict",
         ValueKind::Iterable => match v.downcast_object_ref::<super::env::DictView>() {
