@@ -139,6 +139,11 @@ codes! {
     EmptyVariable = "FM0310", Warning, "a template or bare path reads a variable that is always empty at its site";
     /// A template uses a construct the runtime renders differently than the reference (docs/compatibility.md).
     TemplateDivergence = "FM0311", Warning, "a template uses a Jinja2 construct that behaves differently here";
+    /// `select`/`reject`/`selectattr`/`rejectattr` names a test Jinja2 does not define: rendering
+    /// fails once an item is tested.
+    UnknownTemplateTest = "FM0312", Warning, "a template's `select`/`reject` names a test that does not exist";
+    /// A template prints a filter result that Jinja2 prints as a Python iterator object.
+    PrintsPythonObject = "FM0313", Warning, "a template prints a filter result that the reference prints as a Python object";
     /// `execution.type` is unknown.
     UnknownExecutionType = "FM0401", Error, "`execution.type` is not default, retry, parallel or mdap_voting";
     /// A retry backoff is negative.

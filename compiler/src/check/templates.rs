@@ -103,6 +103,45 @@ impl Templates {
                 .help(divergence_help(what)),
             );
         }
+        for finding in python_object_findings(text) {
+            let span = span_in_scalar(node, finding.start, finding.end, sources);
+            let diag = match &finding.what {
+                Finding::UnknownTest(name) => Diagnostic::new(
+                    Code::UnknownTemplateTest,
+                    span,
+                    format!(
+                        "template in {} names the test `{name}`, which does not exist",
+                        scope.site
+                    ),
+                )
+                .help(
+                    crate::suggest::help(name, JINJA2_TESTS.iter().copied()).unwrap_or_else(|| {
+                        "rendering fails with `TemplateRuntimeError` as soon as an item is \
+                             tested (here and in the reference)"
+                            .to_owned()
+                    }),
+                ),
+                Finding::PrintsIterator(filter) => Diagnostic::new(
+                    Code::PrintsPythonObject,
+                    span,
+                    format!(
+                        "template in {} prints the result of `{filter}`, which the reference \
+                         prints as a Python object (`<generator object … at 0x…>`{}); here it \
+                         prints the items",
+                        scope.site,
+                        if *filter == "reverse" {
+                            ", unless the value is a string"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .help(format!(
+                    "append `| list` (`{filter}(…) | list`) to print the items in both"
+                )),
+            };
+            diags.push(diag);
+        }
         let paths: BTreeSet<String> = tmpl.undeclared_variables(true).into_iter().collect();
         let roots: BTreeSet<String> = tmpl.undeclared_variables(false).into_iter().collect();
         for root in &roots {
@@ -324,6 +363,222 @@ pub(crate) fn divergent_constructs(text: &str) -> Vec<(usize, usize, &'static st
                 continue;
             }
             i += 1;
+        }
+    }
+    out
+}
+
+/// The tests Jinja2 3.1 defines (`sorted(jinja2.Environment().tests)`; recorded in
+/// `tests/fixtures/templates/cases.json`, and the runtime defines the same).
+pub(crate) const JINJA2_TESTS: &[&str] = &[
+    "!=",
+    "<",
+    "<=",
+    "==",
+    ">",
+    ">=",
+    "boolean",
+    "callable",
+    "defined",
+    "divisibleby",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "false",
+    "filter",
+    "float",
+    "ge",
+    "greaterthan",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "lessthan",
+    "lower",
+    "lt",
+    "mapping",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "sameas",
+    "sequence",
+    "string",
+    "test",
+    "true",
+    "undefined",
+    "upper",
+];
+
+/// Filters whose result is a Python iterator or generator in Jinja2: printed directly, it
+/// shows as `<generator object … at 0x…>` (an address, different at every run).
+const ITERATOR_FILTERS: &[&str] = &[
+    "reverse",
+    "map",
+    "select",
+    "reject",
+    "selectattr",
+    "rejectattr",
+    "unique",
+    "batch",
+    "slice",
+    "items",
+];
+
+/// A construct [`python_object_findings`] reports.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Finding {
+    /// `select`/`reject`/`selectattr`/`rejectattr` with a literal test name Jinja2 lacks.
+    UnknownTest(String),
+    /// `{{ … | reverse }}` and other filters whose result prints as a Python object.
+    PrintsIterator(&'static str),
+}
+
+/// One finding at the byte range `[start, end)` of the template text.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Located {
+    pub start: usize,
+    pub end: usize,
+    pub what: Finding,
+}
+
+/// A token of a tag's expression, as far as these checks need one.
+#[derive(Debug, PartialEq)]
+enum Tok<'a> {
+    /// A name.
+    Ident(&'a str),
+    /// A string literal's contents (escapes left as written).
+    Str(&'a str),
+    /// Any other character.
+    Punct(u8),
+}
+
+/// A token with its byte range `[start, end)` and bracket depth.
+type Spanned<'a> = (usize, usize, usize, Tok<'a>);
+
+/// Splits the insides of `{{ … }}` and `{% … %}` into tokens; `bool` is whether the tag is
+/// `{{ … }}`. Comments are skipped.
+fn tags(text: &str) -> Vec<(bool, Vec<Spanned<'_>>)> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        let expr = match &bytes[i..i + 2] {
+            b"{{" => true,
+            b"{%" => false,
+            b"{#" => {
+                i = text[i..].find("#}").map_or(bytes.len(), |e| i + e + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let close: &[u8] = if expr { b"}}" } else { b"%}" };
+        i += 2;
+        let (mut depth, mut toks) = (0usize, Vec::new());
+        while i < bytes.len() {
+            let b = bytes[i];
+            if depth == 0 && bytes[i..].starts_with(close) {
+                i += 2;
+                break;
+            }
+            if b == b'\'' || b == b'"' {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                let end = (i + 1).min(bytes.len());
+                toks.push((
+                    start,
+                    end,
+                    depth,
+                    Tok::Str(&text[start + 1..i.min(bytes.len())]),
+                ));
+                i = end;
+            } else if b.is_ascii_alphabetic() || b == b'_' {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                toks.push((start, i, depth, Tok::Ident(&text[start..i])));
+            } else {
+                match b {
+                    b'(' | b'[' | b'{' => depth += 1,
+                    b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+                    _ => {}
+                }
+                if !b.is_ascii_whitespace() {
+                    toks.push((i, i + 1, depth, Tok::Punct(b)));
+                }
+                i += 1;
+            }
+        }
+        out.push((expr, toks));
+    }
+    out
+}
+
+/// Constructs whose outcome the reference decides by Python objects: a `select`-like filter
+/// naming a test that does not exist (a `TemplateRuntimeError` once an item is tested), and
+/// a `{{ … }}` printing a filter result that is a Python iterator in Jinja2.
+pub(crate) fn python_object_findings(text: &str) -> Vec<Located> {
+    let mut out = Vec::new();
+    for (expr, toks) in tags(text) {
+        // The filter applied last at the top level of a `{{ … }}`.
+        let mut last_filter: Option<(usize, usize, &str)> = None;
+        for (k, (start, end, depth, tok)) in toks.iter().enumerate() {
+            let Tok::Ident(name) = tok else { continue };
+            let piped = k > 0 && toks[k - 1].3 == Tok::Punct(b'|');
+            if !piped {
+                continue;
+            }
+            if *depth == toks[k - 1].2 && *depth == 0 {
+                last_filter = Some((*start, *end, name));
+            }
+            // `select('name'` / `selectattr('attr', 'name'`.
+            let test_arg = match *name {
+                "select" | "reject" => 2,
+                "selectattr" | "rejectattr" => 4,
+                _ => continue,
+            };
+            if toks.get(k + 1).map(|t| &t.3) != Some(&Tok::Punct(b'(')) {
+                continue;
+            }
+            if test_arg == 4
+                && !(matches!(toks.get(k + 2).map(|t| &t.3), Some(Tok::Str(_)))
+                    && toks.get(k + 3).map(|t| &t.3) == Some(&Tok::Punct(b',')))
+            {
+                continue;
+            }
+            if let Some((s, e, _, Tok::Str(test))) = toks.get(k + test_arg)
+                && matches!(
+                    toks.get(k + test_arg + 1).map(|t| &t.3),
+                    Some(Tok::Punct(b',' | b')'))
+                )
+                && !test.contains('\\')
+                && !JINJA2_TESTS.contains(test)
+            {
+                out.push(Located {
+                    start: *s,
+                    end: *e,
+                    what: Finding::UnknownTest((*test).to_owned()),
+                });
+            }
+        }
+        if expr
+            && let Some((start, end, name)) = last_filter
+            && let Some(filter) = ITERATOR_FILTERS.iter().find(|f| **f == name)
+        {
+            out.push(Located {
+                start,
+                end,
+                what: Finding::PrintsIterator(filter),
+            });
         }
     }
     out
@@ -578,6 +833,95 @@ mod tests {
             vec!["real", "imag"]
         );
         assert!(found("{{ context.real }}{{ x.real_name }}{{ 'a.real' }}").is_empty());
+    }
+
+    #[test]
+    fn finds_unknown_tests_and_printed_iterators() {
+        use super::{Finding, python_object_findings};
+        let found = |text: &str| -> Vec<(String, Finding)> {
+            python_object_findings(text)
+                .into_iter()
+                .map(|l| (text[l.start..l.end].to_owned(), l.what))
+                .collect()
+        };
+        let unknown = |s: &str| Finding::UnknownTest(s.to_owned());
+        assert_eq!(
+            found("{{ xs | select('startingwith', 'a') | list }}"),
+            vec![("'startingwith'".to_owned(), unknown("startingwith"))]
+        );
+        assert_eq!(
+            found("{% for u in us | selectattr('age', \"nosuch\", 1) %}{% endfor %}"),
+            vec![("\"nosuch\"".to_owned(), unknown("nosuch"))]
+        );
+        assert_eq!(
+            found("{{ us | rejectattr('admin', 'odd') | reject('truthy') | list }}"),
+            vec![("'truthy'".to_owned(), unknown("truthy"))]
+        );
+        // Known tests, non-literal names, `selectattr` without a test, other filters.
+        assert!(
+            found(
+                "{{ xs | select('>', 1) | reject(name) | selectattr('a') | map('nosuch') | list }}\
+                 {{ xs | select('odd') | list }}{{ 'select(\"x\")' }}{# x | select('y') #}"
+            )
+            .is_empty()
+        );
+        // Printed iterators: only the last filter of a `{{ }}`, at the top level.
+        assert_eq!(
+            found("{{ context.lst | reverse }}{{ d | items }}"),
+            vec![
+                ("reverse".to_owned(), Finding::PrintsIterator("reverse")),
+                ("items".to_owned(), Finding::PrintsIterator("items")),
+            ]
+        );
+        assert_eq!(
+            found("{{ xs | map('upper') }}"),
+            vec![("map".to_owned(), Finding::PrintsIterator("map"))]
+        );
+        assert!(
+            found(
+                "{{ xs | reverse | list }}{{ (xs | reverse) | join }}{% set y = xs | reverse %}\
+                 {{ {'a': xs | map('x')} | length }}{{ xs | map('x') | join(',') }}"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_known_tests_are_jinja2s() {
+        let cases: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/fixtures/templates/cases.json"))
+                .expect("cases.json");
+        let recorded: Vec<&str> = cases["tests"]
+            .as_array()
+            .expect("tests recorded")
+            .iter()
+            .map(|t| t.as_str().expect("name"))
+            .collect();
+        assert_eq!(recorded, super::JINJA2_TESTS);
+    }
+
+    #[test]
+    fn warns_with_fm0312_and_fm0313() {
+        let machine = "spec: flatmachine
+spec_version: \"2.6.0\"
+data:
+  name: t
+  states:
+    start:
+      type: initial
+      transitions: [{to: done}]
+    done:
+      type: final
+      output:
+        a: \"{{ context.xs | select('postive') | list }}\"
+        b: \"{{ context.xs | reverse }}\"
+        c: \"{{ context.xs | select('odd') | reverse | list }}\"
+";
+        let (codes, _) = check_files(&[("machine.yml", machine)]);
+        assert_eq!(
+            codes,
+            vec!["FM0312 machine.yml:12:36", "FM0313 machine.yml:13:29"]
+        );
     }
 
     #[test]
