@@ -175,6 +175,8 @@ codes! {
     /// `settings.max_cost` (the run's spend limit, beyond the reference) is not a non-negative
     /// number.
     InvalidBudget = "FM0413", Error, "`settings.max_cost` is not a non-negative number";
+    /// A model block names a provider the `flatagent` adapter does not speak.
+    UnknownProvider = "FM0414", Error, "a model block's `provider` is not a known provider";
     /// An unknown field: the reference ignores it.
     UnknownField = "FM0501", Warning, "an unknown field is ignored";
     /// A field the 2.6 runtime declares but never reads.

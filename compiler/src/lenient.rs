@@ -37,6 +37,8 @@ use crate::diag::{Code, Diagnostic, Diagnostics};
 /// - `FM0410` (a `wait_for` whose parked run cannot be found again): the run parks anyway.
 /// - `FM0413` (`settings.max_cost` not a non-negative number): no budget is set, as in the
 ///   reference, which has none.
+/// - `FM0414` (an unknown model provider): the state that calls the agent fails with
+///   `ValueError` when its executor is built (litellm fails the call with `BadRequestError`).
 pub fn runs_despite(d: &Diagnostic) -> bool {
     match d.code {
         // The entry machine's own file has no span: nothing can run without it.
@@ -57,7 +59,8 @@ pub fn runs_despite(d: &Diagnostic) -> bool {
         | Code::NegativeBackoff
         | Code::JitterOutOfRange
         | Code::UnfindableWait
-        | Code::InvalidBudget => true,
+        | Code::InvalidBudget
+        | Code::UnknownProvider => true,
         _ => false,
     }
 }

@@ -562,3 +562,53 @@ data:
     let per_call = 100.0 * 1e-6 + 10.0 * 5e-6;
     assert_eq!(out["cost"].as_f64().unwrap(), per_call + per_call);
 }
+
+/// A provider the compiler refuses (FM0414) still runs under `--allow-errors` semantics: the
+/// state fails with `ValueError` when the executor is built, and `on_error` recovers.
+#[cfg(feature = "loader")]
+#[tokio::test]
+async fn an_unknown_provider_fails_its_state_through_on_error() {
+    use flatmachines::{Machine, Runtime};
+    use flatmachines_testkit::TempDir;
+    let dir = TempDir::with_prefix("fm-bad-provider-");
+    let path = dir.write(
+        "machine.yml",
+        r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: bad-provider
+  agents:
+    a:
+      spec: flatagent
+      spec_version: "2.6.0"
+      data:
+        model: {provider: antropic, name: claude-haiku-4-5}
+        user: hi
+  states:
+    start:
+      type: initial
+      agent: a
+      on_error: recovered
+      transitions: [{to: done}]
+    recovered:
+      type: final
+      output: {error: "{{ context.last_error }}", kind: "{{ context.last_error_type }}"}
+    done:
+      type: final
+      output: {ok: true}
+"#,
+    );
+    let err = Machine::from_file(&path).unwrap_err().to_string();
+    assert!(err.contains("FM0414"), "{err}");
+    let (machine, _warnings) = Machine::from_file_allowing_errors(&path).unwrap();
+    let out = Runtime::new().run(&machine, json!({})).await.unwrap();
+    assert_eq!(out["kind"], "ValueError", "{out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown model provider 'antropic'"),
+        "{out}"
+    );
+}

@@ -18,6 +18,7 @@
 pub mod diagnostic;
 pub mod expr;
 mod json;
+pub mod providers;
 pub mod pyfmt;
 #[cfg(feature = "regex")]
 pub mod pyre;

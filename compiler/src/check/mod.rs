@@ -5,6 +5,7 @@ mod durations;
 pub mod features;
 mod graph;
 pub(crate) mod mdap;
+mod providers;
 mod signals;
 pub(crate) mod templates;
 #[cfg(test)]
@@ -772,6 +773,7 @@ fn check_agent(project: &Project, a: &LoadedAgent, templates: &Templates, diags:
         templates.check(text, node, &scope, sources, diags);
     }
     tools::check_agent(doc, name, templates, sources, diags);
+    providers::check_agent(doc, diags);
     let profile = match &doc.model {
         Some(ModelRef::Profile(p)) => Some(p),
         Some(ModelRef::Config { profile, .. }) => profile.as_ref(),

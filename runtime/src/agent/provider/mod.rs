@@ -483,6 +483,12 @@ mod tests {
     }
 
     #[test]
+    fn the_table_names_exactly_the_providers_the_compiler_accepts() {
+        let ours: Vec<&str> = PROVIDERS.iter().map(|p| p.name).collect();
+        assert_eq!(ours, flatmachines_ir::providers::PROVIDERS);
+    }
+
+    #[test]
     fn parameters_are_forwarded_as_the_reference_does() {
         let m = json!({"name": "n", "provider": "openai", "temperature": 0, "top_k": null,
                        "reasoning_effort": "low", "_skip_mcp_handler": true, "timeout": 3,
