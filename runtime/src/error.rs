@@ -99,8 +99,11 @@ pub enum Error {
         #[source]
         source: crate::persistence::PersistenceError,
     },
-    /// The run was asked to stop ([`Runtime::run_until`](crate::Runtime::run_until)) and
-    /// stopped before the body of `state` ran; its latest checkpoint resumes it there.
+    /// The run was cancelled ([`CancelHandle`](crate::CancelHandle), a dropped
+    /// [`RunStream`](crate::RunStream), [`Runtime::run_until`](crate::Runtime::run_until)):
+    /// it stopped before the body of `state` ran, or aborted the agent call of `state`. Its
+    /// latest checkpoint (when the machine keeps them) resumes it there, running `state` from
+    /// its start.
     #[error("machine `{machine}`: execution {execution_id} stopped before state `{state}`")]
     Stopped {
         /// `data.name`.
@@ -109,6 +112,22 @@ pub enum Error {
         execution_id: String,
         /// The state a resume runs next.
         state: String,
+    },
+    /// The budget (`settings.max_cost` or [`RunOptions::max_cost`](crate::RunOptions::max_cost))
+    /// refused an agent call of `state`, and no `on_error` recovered (`on_error` sees the
+    /// class `BudgetExceeded`).
+    #[error(
+        "machine `{machine}`, state `{state}`: BudgetExceeded: budget of {budget} USD (max_cost) reached: {spent} USD spent"
+    )]
+    BudgetExceeded {
+        /// `data.name`.
+        machine: String,
+        /// The state whose agent call was refused.
+        state: String,
+        /// The budget, in USD.
+        budget: f64,
+        /// `context.machine.total_cost` when the call was refused.
+        spent: f64,
     },
     /// `resume_from` names an execution that has no checkpoint.
     #[error("machine `{machine}`: no checkpoint found for execution {execution_id}")]
@@ -158,6 +177,7 @@ impl Error {
     pub fn kind(&self) -> Option<&str> {
         match self {
             Error::State { kind, .. } => Some(kind),
+            Error::BudgetExceeded { .. } => Some("BudgetExceeded"),
             _ => None,
         }
     }

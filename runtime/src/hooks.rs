@@ -72,6 +72,17 @@ pub trait MachineHooks: Send + Sync {
     fn get_tool_provider(&self, _state: &str) -> Option<Arc<dyn ToolProvider>> {
         None
     }
+    /// An adapter streamed `event` during an agent call of `state`: a token delta, a tool-call
+    /// fragment, usage, the message's start or end (the shapes of
+    /// [`agent::stream`](crate::agent::stream)). `context` is the live context; it cannot be
+    /// changed here (the reference forbids it too).
+    ///
+    /// Called once per event, in order, on the run's task, while the call is in flight: keep it
+    /// cheap and never block. It is deliberately not async: it runs per token, and awaiting it
+    /// would hold back the call; the reference does not await it either (it schedules an async
+    /// hook as a background task and moves on). For async work — sending to a socket, a UI —
+    /// push the event into a channel here and do the work on another task.
+    fn on_agent_stream_event(&self, _state: &str, _event: &Value, _context: &Value) {}
 }
 
 /// Shared hooks: keep a clone of the `Arc` to inspect them after a run.
@@ -113,6 +124,9 @@ impl<T: MachineHooks + ?Sized> MachineHooks for Arc<T> {
     fn get_tool_provider(&self, state: &str) -> Option<Arc<dyn ToolProvider>> {
         (**self).get_tool_provider(state)
     }
+    fn on_agent_stream_event(&self, state: &str, event: &Value, context: &Value) {
+        (**self).on_agent_stream_event(state, event, context)
+    }
 }
 
 /// Hooks that do nothing.
@@ -143,6 +157,13 @@ impl MachineHooks for LoggingHooks {
     async fn on_transition(&self, from: &str, to: &str, _context: &mut Value) -> Option<String> {
         tracing::info!("Transition: {from} -> {to}");
         Some(to.to_string())
+    }
+    fn on_agent_stream_event(&self, state: &str, event: &Value, _context: &Value) {
+        let ty = event
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown");
+        tracing::info!("Stream event in {state}: {ty}");
     }
 }
 
@@ -308,6 +329,12 @@ impl MachineHooks for CompositeHooks {
     /// The first member's provider.
     fn get_tool_provider(&self, state: &str) -> Option<Arc<dyn ToolProvider>> {
         self.hooks.iter().find_map(|h| h.get_tool_provider(state))
+    }
+    /// Every member, in order.
+    fn on_agent_stream_event(&self, state: &str, event: &Value, context: &Value) {
+        for h in &self.hooks {
+            h.on_agent_stream_event(state, event, context);
+        }
     }
 }
 

@@ -43,7 +43,9 @@ pub use flatmachines_macros::{flatmachine, include_machine};
 pub use machine::Machine;
 #[cfg(feature = "loader")]
 pub use resumer::ConfigStoreResumer;
-pub use runtime::{Outcome, RunOptions, Runtime, RuntimeBuilder};
+pub use runtime::{
+    CancelHandle, Outcome, RunEvent, RunOptions, RunStream, Runtime, RuntimeBuilder,
+};
 pub use state::UnknownState;
 
 /// The front end (loading, checking, diagnostics), for tools built on flatmachines
@@ -71,8 +73,8 @@ pub mod prelude {
     pub use crate::hooks::MachineHooks;
     pub use crate::tools::{Tool, ToolError, ToolProvider, ToolResult, Toolbox};
     pub use crate::{
-        Error, Machine, Outcome, RunOptions, Runtime, RuntimeBuilder, async_trait, flatmachine,
-        include_machine,
+        CancelHandle, Error, Machine, Outcome, RunEvent, RunOptions, RunStream, Runtime,
+        RuntimeBuilder, async_trait, flatmachine, include_machine,
     };
 }
 

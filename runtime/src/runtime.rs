@@ -5,6 +5,7 @@
 use crate::agent::{AdapterRegistry, AgentAdapter};
 use crate::error::Error;
 pub use crate::executor::env::{RunOptions, Runtime};
+pub use crate::executor::{CancelHandle, RunEvent};
 use crate::hooks::{HooksRegistry, MachineHooks};
 use crate::invoker::Invoker;
 use crate::machine::Machine;
@@ -82,8 +83,68 @@ impl Runtime {
         })
     }
 
+    /// Runs `machine` from the start with `input` on a spawned task and returns the stream of
+    /// its [`RunEvent`]s (see [`RunStream`]). Must be called within a tokio runtime.
+    ///
+    /// ```no_run
+    /// # use flatmachines::{Machine, Runtime, RunEvent};
+    /// # async fn demo(rt: Runtime, machine: Machine) {
+    /// let mut events = rt.stream(&machine, serde_json::json!({"topic": "tides"}));
+    /// while let Some(event) = events.next_event().await {
+    ///     if let RunEvent::AgentStream { event, .. } = &event {
+    ///         print!("{}", event["text"].as_str().unwrap_or(""));
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn stream(&self, machine: &Machine, input: Value) -> RunStream {
+        self.stream_with(machine, input, RunOptions::default())
+    }
+
+    /// [`Runtime::stream`] with options. A cancel handle in `options` cancels the run as well
+    /// as dropping the stream does.
+    pub fn stream_with(&self, machine: &Machine, input: Value, options: RunOptions) -> RunStream {
+        let mut options = options;
+        // Known before the run starts, so that a consumer can resume a run it cancelled even
+        // when it never read the `started` event.
+        let execution_id = match (&options.resume_from, &options.execution_id) {
+            (Some(id), _) | (None, Some(id)) => id.clone(),
+            (None, None) => {
+                let id = crate::py::uuid4();
+                options.execution_id = Some(id.clone());
+                id
+            }
+        };
+        let cancel = options.cancel.get_or_insert_with(CancelHandle::new).clone();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let (rt, machine) = (self.clone(), machine.clone());
+        tokio::spawn(async move {
+            let control = crate::executor::Control {
+                stop: None,
+                events: Some(tx.clone()),
+            };
+            let last = match crate::executor::run_controlled(&rt, &machine, input, options, control)
+                .await
+            {
+                Ok(ended) => RunEvent::Output {
+                    output: ended.output,
+                },
+                Err(error) => RunEvent::Error {
+                    error: Arc::new(error),
+                },
+            };
+            let _ = tx.send(last);
+        });
+        RunStream {
+            events: rx,
+            cancel,
+            execution_id,
+        }
+    }
+
     /// Runs `machine` with options until it ends or `stop` is set (from a signal handler,
-    /// another task or thread). A run told to stop finishes the state it is in, then ends with
+    /// another task or thread). [`RunOptions::cancel`] does the same and also aborts an agent
+    /// call in flight; prefer it in new code. A run told to stop finishes the state it is in, then ends with
     /// [`Error::Stopped`] right before the next state's body runs, when that state's `execute`
     /// checkpoint is saved: resuming the execution ([`RunOptions::resume_from`]) runs that
     /// state next and no completed state again. Child machines are not interrupted.
@@ -117,6 +178,66 @@ impl Runtime {
         options: RunOptions,
     ) -> Result<Value, Error> {
         crate::executor::run(self, machine, input, options).await
+    }
+}
+
+/// The [`RunEvent`]s of a run started by [`Runtime::stream`], as a
+/// [`futures_core::Stream`] (use it with `futures`' or `tokio-stream`'s combinators, or poll it
+/// by hand).
+///
+/// The run goes on on its own task whether or not the stream is read (events wait in the
+/// stream). The stream ends after the run's last event, [`RunEvent::Output`] or
+/// [`RunEvent::Error`]. **Dropping it cancels the run** (as [`CancelHandle::cancel`] does): the
+/// run stops before its next state, or aborts its agent call in flight, and releases its lock
+/// on its task shortly after; a machine that keeps checkpoints can then be resumed under
+/// [`RunStream::execution_id`]. To wait for the run to have stopped, call
+/// [`RunStream::cancel`] and read the stream to its end ([`Error::Stopped`]) instead.
+#[derive(Debug)]
+pub struct RunStream {
+    events: tokio::sync::mpsc::UnboundedReceiver<RunEvent>,
+    cancel: CancelHandle,
+    execution_id: String,
+}
+
+impl RunStream {
+    /// The next event, `None` after the last. (The same as `StreamExt::next` of `futures` or
+    /// `tokio-stream`, without either.)
+    pub async fn next_event(&mut self) -> Option<RunEvent> {
+        self.events.recv().await
+    }
+
+    /// The run's execution id (the one to resume).
+    pub fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// Cancels the run; the stream then ends with [`RunEvent::Error`] holding
+    /// [`Error::Stopped`] (or with the run's own end, if it came first).
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The run's cancel handle, to cancel it from elsewhere.
+    pub fn cancel_handle(&self) -> &CancelHandle {
+        &self.cancel
+    }
+}
+
+impl futures_core::Stream for RunStream {
+    type Item = RunEvent;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<RunEvent>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+impl Drop for RunStream {
+    fn drop(&mut self) {
+        // The consumer is gone: nobody wants the rest of the run.
+        self.cancel.cancel();
     }
 }
 

@@ -174,6 +174,36 @@ fn templates_render_like_jinja2() {
     );
 }
 
+/// Both environments define exactly the tests Jinja2 does (recorded in `cases.json`; the
+/// compiler's FM0312 checks `select('name')` against the same list): each recorded test is
+/// found, and the extra tests minijinja ships are not.
+#[test]
+fn tests_are_jinja2s() {
+    let data = load();
+    let ctx = serde_json::json!({});
+    let vars = Vars::new().with("context", &ctx);
+    let names: Vec<&str> = data["tests"]
+        .as_array()
+        .expect("tests recorded")
+        .iter()
+        .map(|n| n.as_str().expect("name"))
+        .collect();
+    assert!(names.contains(&"divisibleby") && names.len() > 30);
+    for t in [Templates::new(), Templates::for_prompts()] {
+        let kind = |name: &str| {
+            // `select` looks the test up by name at run time, so every name can be tried.
+            let src = format!("{{{{ [1] | select({name:?}, 1) | list }}}}");
+            t.render_str(&src, &vars).err().map(|e| e.kind())
+        };
+        for name in &names {
+            assert_ne!(kind(name), Some("TemplateRuntimeError"), "{name}");
+        }
+        for name in ["int", "safe", "startingwith", "endingwith", "nosuch"] {
+            assert_eq!(kind(name), Some("TemplateRuntimeError"), "{name}");
+        }
+    }
+}
+
 /// A runaway loop stops at the fuel limit with an error naming it, instead of holding the
 /// thread for hours (Jinja2 has no limit).
 #[test]

@@ -2,6 +2,7 @@
 //! invoker that every run shares, and the [`RunOptions`] of one run. The public entry points
 //! that build a runtime and start runs live one layer up, in `runtime.rs`.
 
+use super::CancelHandle;
 use crate::agent::AdapterRegistry;
 use crate::hooks::{HooksRegistry, MachineHooks};
 use crate::invoker::Invoker;
@@ -24,6 +25,28 @@ pub struct RunOptions {
     /// Resume this execution from its latest checkpoint instead of starting afresh
     /// (`persistence.md` §8); the input is then ignored.
     pub resume_from: Option<String>,
+    /// The run's budget in USD, replacing `settings.max_cost`: before each agent call, a run
+    /// whose `context.machine.total_cost` has reached it fails the state with `BudgetExceeded`
+    /// (through `on_error`; unrecovered, the run ends with
+    /// [`Error::BudgetExceeded`](crate::Error::BudgetExceeded)). Child machines are not
+    /// covered: each has its own `settings.max_cost`.
+    pub max_cost: Option<f64>,
+    /// Cancels the run when [`CancelHandle::cancel`] is called (see [`CancelHandle`]).
+    pub cancel: Option<CancelHandle>,
+}
+
+impl RunOptions {
+    /// These options with `cancel` as the run's cancel handle.
+    pub fn with_cancel(mut self, cancel: CancelHandle) -> Self {
+        self.cancel = Some(cancel);
+        self
+    }
+
+    /// These options with a budget of `max_cost` USD.
+    pub fn with_max_cost(mut self, max_cost: f64) -> Self {
+        self.max_cost = Some(max_cost);
+        self
+    }
 }
 
 /// Adapters, hooks and settings shared by runs. Cheap to clone.

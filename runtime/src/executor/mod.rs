@@ -9,7 +9,7 @@ use crate::template::{Prepared, Vars};
 use env::{RunOptions, Runtime};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// An error raised inside a state, before `on_error` decides what happens: a Python exception's
 /// class and message.
@@ -25,7 +25,11 @@ impl From<crate::template::TemplateError> for StateFailure {
 pub(crate) mod checkpoint;
 mod children;
 pub(crate) mod env;
+mod observe;
 mod tool_loop;
+
+pub(crate) use observe::EventSender;
+pub use observe::{CancelHandle, RunEvent};
 
 pub(crate) use checkpoint::Event;
 
@@ -63,6 +67,24 @@ pub(crate) struct Run<'a> {
     pub mcp: Vec<(String, Arc<crate::tools::McpServers>)>,
     /// Set from outside (`Runtime::run_until`) to stop the run at its next safe point.
     stop: Option<Arc<AtomicBool>>,
+    /// `RunOptions::cancel`: stops the run at its next safe point or aborts its agent call.
+    cancel: Option<CancelHandle>,
+    /// The run-event stream's sender, when someone consumes one.
+    events: Option<EventSender>,
+    /// The spend limit (`RunOptions::max_cost`, else `settings.max_cost`), in USD.
+    budget: Option<f64>,
+    /// `(budget, spent)` when the budget refused the current state's agent call, so that an
+    /// unrecovered failure becomes [`Error::BudgetExceeded`].
+    budget_hit: Option<(f64, f64)>,
+}
+
+/// How the caller of a run watches and stops it.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// `Runtime::run_until`'s flag.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Where run events go.
+    pub events: Option<EventSender>,
 }
 
 /// What a child run inherits from its parent (`parallel-and-launch.md` §1).
@@ -106,7 +128,26 @@ pub(crate) async fn run_ended(
     input: Value,
     opts: RunOptions,
 ) -> Result<Ended, Error> {
-    run_detailed(rt, machine, input, opts, Inherited::default(), None).await
+    run_detailed(
+        rt,
+        machine,
+        input,
+        opts,
+        Inherited::default(),
+        Control::default(),
+    )
+    .await
+}
+
+/// [`run_ended`] with a caller watching ([`Control`]).
+pub(crate) async fn run_controlled(
+    rt: &Runtime,
+    machine: &Machine,
+    input: Value,
+    opts: RunOptions,
+    control: Control,
+) -> Result<Ended, Error> {
+    run_detailed(rt, machine, input, opts, Inherited::default(), control).await
 }
 
 /// [`run`], stopping at the next safe point once `stop` is set: right before a state's body
@@ -119,11 +160,19 @@ pub(crate) async fn run_until(
     opts: RunOptions,
     stop: Arc<AtomicBool>,
 ) -> Result<Value, Error> {
-    Ok(
-        run_detailed(rt, machine, input, opts, Inherited::default(), Some(stop))
-            .await?
-            .output,
+    Ok(run_detailed(
+        rt,
+        machine,
+        input,
+        opts,
+        Inherited::default(),
+        Control {
+            stop: Some(stop),
+            events: None,
+        },
     )
+    .await?
+    .output)
 }
 
 /// The latest checkpoint of `execution_id` where `machine`, run by `rt`, keeps its
@@ -155,9 +204,11 @@ pub(crate) async fn run_inherited(
     opts: RunOptions,
     inherited: Inherited,
 ) -> Result<Value, Error> {
-    Ok(run_detailed(rt, machine, input, opts, inherited, None)
-        .await?
-        .output)
+    Ok(
+        run_detailed(rt, machine, input, opts, inherited, Control::default())
+            .await?
+            .output,
+    )
 }
 
 async fn run_detailed(
@@ -166,7 +217,7 @@ async fn run_detailed(
     input: Value,
     opts: RunOptions,
     inherited: Inherited,
-    stop: Option<Arc<AtomicBool>>,
+    control: Control,
 ) -> Result<Ended, Error> {
     let def = &*machine.def;
     let hooks = match (&rt.hooks, &def.hooks) {
@@ -208,7 +259,11 @@ async fn run_detailed(
         parked_on: None,
         #[cfg(feature = "mcp")]
         mcp: Vec::new(),
-        stop,
+        stop: control.stop,
+        cancel: opts.cancel.clone(),
+        events: control.events,
+        budget: opts.max_cost.or_else(|| settings_budget(&def.settings)),
+        budget_hit: None,
     };
     run.persist.acquire(&run.execution_id, &def.name).await?;
     let result = run.execute(input, &opts).await;
@@ -255,6 +310,13 @@ impl Run<'_> {
                 Some(def.initial)
             }
         };
+        if self.observed() {
+            self.send(RunEvent::Started {
+                machine: def.name.clone(),
+                execution_id: self.execution_id.clone(),
+                resumed: opts.resume_from.is_some(),
+            });
+        }
 
         let mut final_output = Value::Object(Map::new());
         while let Some(idx) = current {
@@ -269,6 +331,7 @@ impl Run<'_> {
                 break;
             }
             self.step += 1;
+            self.budget_hit = None;
             let state = &def.states[idx];
             self.inject_metadata(&state.name);
             self.checkpoint_deferred(Event::StateEnter, Some(idx), None)
@@ -276,13 +339,19 @@ impl Run<'_> {
             if let Some(h) = &self.hooks {
                 h.on_state_enter(&state.name, &mut self.context).await;
             }
+            if self.observed() {
+                self.send(RunEvent::StateEntered {
+                    state: state.name.clone(),
+                    step: self.step,
+                });
+            }
             self.checkpoint_deferred(Event::Execute, Some(idx), None)
                 .await?;
             // Nothing pending may outlive this point: the body has effects outside the run.
             self.flush_checkpoints().await?;
             // The safe point to stop at: this state's `execute` checkpoint is saved and its body
             // has not started, so a resume runs it once and nothing before it again.
-            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            if self.stop_requested() {
                 return Err(Error::Stopped {
                     machine: def.name.clone(),
                     execution_id: self.execution_id.clone(),
@@ -320,10 +389,25 @@ impl Run<'_> {
                         );
                     }
                     let output = json!({"_waiting": true, "_channel": channel});
+                    if self.observed() {
+                        self.send(RunEvent::Waiting {
+                            execution_id: self.execution_id.clone(),
+                            channel: channel.clone(),
+                        });
+                    }
                     self.parked_on = Some(channel);
                     return Ok(output);
                 }
                 Ok(output) => output,
+                // A cancellation is not the state's failure: no `on_error`, and the `execute`
+                // checkpoint saved above resumes the run in this state.
+                Err(failure) if failure.kind == observe::CANCELLED || self.stop_requested() => {
+                    return Err(Error::Stopped {
+                        machine: def.name.clone(),
+                        execution_id: self.execution_id.clone(),
+                        state: state.name.clone(),
+                    });
+                }
                 Err(failure) => match self.recover(state, &failure).await {
                     Some(t) => {
                         tracing::warn!(
@@ -338,6 +422,16 @@ impl Run<'_> {
                         continue;
                     }
                     None => {
+                        if let Some((budget, spent)) = self.budget_hit.take()
+                            && failure.kind == BUDGET_EXCEEDED
+                        {
+                            return Err(Error::BudgetExceeded {
+                                machine: def.name.clone(),
+                                state: state.name.clone(),
+                                budget,
+                                spent,
+                            });
+                        }
                         return Err(Error::State {
                             machine: def.name.clone(),
                             state: state.name.clone(),
@@ -366,6 +460,12 @@ impl Run<'_> {
             if let Some(h) = &self.hooks {
                 h.on_state_exit(&state.name, &mut self.context, output.as_ref())
                     .await;
+            }
+            if self.observed() {
+                self.send(RunEvent::StateExited {
+                    state: state.name.clone(),
+                    output: output.clone(),
+                });
             }
             if opts
                 .max_agent_calls
@@ -418,6 +518,45 @@ impl Run<'_> {
         warn_uncaptured(&input, &self.context);
         self.inject_metadata(&def.states[def.initial].name);
         Ok(())
+    }
+}
+
+/// The `on_error` class of a state whose agent call the budget refused.
+pub(crate) const BUDGET_EXCEEDED: &str = "BudgetExceeded";
+
+/// The failure of an agent call the budget refused.
+pub(super) fn budget_failure(budget: f64, spent: f64) -> StateFailure {
+    StateFailure::new(
+        BUDGET_EXCEEDED,
+        format!(
+            "budget of {} USD (max_cost) reached: {} USD spent before this agent call",
+            flatmachines_ir::pyfmt::float_repr(budget),
+            flatmachines_ir::pyfmt::float_repr(spent)
+        ),
+    )
+}
+
+/// `settings.max_cost` when it is a non-negative number (anything else is `FM0413`, and sets
+/// no budget in a run with errors allowed, as in the reference, which has no budgets).
+fn settings_budget(settings: &Value) -> Option<f64> {
+    settings
+        .get("max_cost")
+        .and_then(Value::as_f64)
+        .filter(|b| *b >= 0.0)
+}
+
+/// The [`RunEvent::AgentResult`] of one agent call.
+pub(super) fn agent_result_event(
+    state: &StateDef,
+    agent: &str,
+    result: &crate::agent::AgentResult,
+) -> RunEvent {
+    RunEvent::AgentResult {
+        state: state.name.clone(),
+        agent: agent.to_string(),
+        usage: result.usage.clone(),
+        cost: result.machine_cost(),
+        finish_reason: result.finish_reason.clone(),
     }
 }
 
@@ -613,8 +752,12 @@ impl Run<'_> {
                 None => Value::Object(Map::new()),
             };
             let executor = self.executor(agent)?;
-            let result =
-                strategy::run(&state.execution, executor.as_ref(), input, &self.context).await?;
+            self.check_budget()?;
+            let call = strategy::run(&state.execution, executor.as_ref(), input, &self.context);
+            let result = self.agent_call(&state.name, call).await??;
+            if self.observed() {
+                self.send(agent_result_event(state, agent, &result));
+            }
             if let Some(text) = result.error_text() {
                 return Err(StateFailure::new("RuntimeError", text));
             }
@@ -812,19 +955,54 @@ impl Run<'_> {
     /// A plain agent call's tool activity, for the observing hooks (`execution.md` §8 step
     /// 10): the calls it asked for, and the results of tools an adapter ran itself.
     async fn report_agent_tools(&mut self, state: &StateDef, result: &crate::agent::AgentResult) {
-        let Some(h) = &self.hooks else { return };
+        if self.hooks.is_none() && !self.observed() {
+            return;
+        }
         if let Some(Value::Array(calls)) = &result.tool_calls
             && !calls.is_empty()
         {
-            h.on_tool_calls(&state.name, calls, &mut self.context).await;
+            if let Some(h) = &self.hooks {
+                h.on_tool_calls(&state.name, calls, &mut self.context).await;
+            }
+            if self.observed() {
+                self.send(RunEvent::ToolCalls {
+                    state: state.name.clone(),
+                    tool_calls: calls.clone(),
+                });
+            }
         }
         if let Some(Value::Array(results)) =
             result.metadata.as_ref().and_then(|m| m.get("tool_results"))
         {
             for r in results {
-                h.on_tool_result(&state.name, r, &mut self.context).await;
+                if let Some(h) = &self.hooks {
+                    h.on_tool_result(&state.name, r, &mut self.context).await;
+                }
+                if self.observed() {
+                    self.send(RunEvent::ToolResult {
+                        state: state.name.clone(),
+                        result: r.clone(),
+                    });
+                }
             }
         }
+    }
+
+    /// The budget, before an agent call: refuses the call when the machine's `total_cost` has
+    /// reached it (`BudgetExceeded`, through `on_error`). The check is before each call, not
+    /// a forecast of its cost, so a run can end above its budget by at most one call.
+    pub(super) fn check_budget(&mut self) -> Result<(), StateFailure> {
+        let Some((budget, spent)) = self.over_budget() else {
+            return Ok(());
+        };
+        self.budget_hit = Some((budget, spent));
+        Err(budget_failure(budget, spent))
+    }
+
+    /// `(budget, spent)` when the run's `total_cost` has reached its budget.
+    pub(super) fn over_budget(&self) -> Option<(f64, f64)> {
+        let budget = self.budget?;
+        (self.total_cost >= budget).then_some((budget, self.total_cost))
     }
 
     /// The variables of a state's `input`: the context, also as `input`.

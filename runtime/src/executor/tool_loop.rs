@@ -11,7 +11,7 @@
 //!   checkpointed never runs again.
 
 use super::checkpoint::{Event, Extras};
-use super::{Run, StateFailure, set_field};
+use super::{Run, RunEvent, StateFailure, set_field};
 use crate::agent::{AgentResult, ToolTurn};
 use crate::machine::StateDef;
 #[cfg(feature = "mcp")]
@@ -240,11 +240,16 @@ impl Run<'_> {
                     } else {
                         Value::Object(Map::new())
                     };
+                    self.check_budget()?;
                     let began = Instant::now();
-                    let r = executor
-                        .execute_with_tools(turn_input, turn, &self.context)
-                        .await
+                    let call = executor.execute_with_tools(turn_input, turn, &self.context);
+                    let r = self
+                        .agent_call(&state.name, call)
+                        .await?
                         .map_err(|e| StateFailure::new(e.kind, e.message))?;
+                    if self.observed() {
+                        self.send(super::agent_result_event(state, agent, &r));
+                    }
                     progress.turns += 1;
                     self.total_api_calls += r.api_calls();
                     self.total_cost += r.machine_cost();
@@ -299,6 +304,12 @@ impl Run<'_> {
                         h.on_tool_calls(&state.name, &calls, &mut self.context)
                             .await;
                     }
+                    if self.observed() {
+                        self.send(RunEvent::ToolCalls {
+                            state: state.name.clone(),
+                            tool_calls: calls.clone(),
+                        });
+                    }
                     if self
                         .context
                         .get("_abort_tool_loop")
@@ -334,11 +345,23 @@ impl Run<'_> {
                 .chain
                 .push(json!({"role": "user", "content": LIMIT_REACHED}));
             let turn = ToolTurn::new(&[], Some(progress.chain.as_slice()));
-            match executor
-                .execute_with_tools(Value::Object(Map::new()), turn, &self.context)
-                .await
-            {
+            // Like the pass's other failures, a refusal by the budget or a cancellation is
+            // logged, not raised: the next agent call meets them again.
+            let outcome = match self.over_budget() {
+                Some((budget, spent)) => Err(super::budget_failure(budget, spent)),
+                None => {
+                    let call =
+                        executor.execute_with_tools(Value::Object(Map::new()), turn, &self.context);
+                    self.agent_call(&state.name, call)
+                        .await
+                        .and_then(|r| r.map_err(|e| StateFailure::new(e.kind, e.message)))
+                }
+            };
+            match outcome {
                 Ok(r) => {
+                    if self.observed() {
+                        self.send(super::agent_result_event(state, agent, &r));
+                    }
                     self.total_api_calls += r.api_calls();
                     self.total_cost += r.machine_cost();
                     if let Some(text) = r.content.as_ref().filter(|c| !c.trim().is_empty()) {
@@ -453,7 +476,7 @@ impl Run<'_> {
                 "_tool_calls_count",
                 json!(progress.tool_calls_count),
             );
-            if let Some(h) = &self.hooks {
+            if self.hooks.is_some() || self.observed() {
                 let reported = json!({
                     "tool_call_id": id,
                     "name": name,
@@ -461,8 +484,16 @@ impl Run<'_> {
                     "content": result.content,
                     "is_error": result.is_error,
                 });
-                h.on_tool_result(&state.name, &reported, &mut self.context)
-                    .await;
+                if let Some(h) = &self.hooks {
+                    h.on_tool_result(&state.name, &reported, &mut self.context)
+                        .await;
+                }
+                if self.observed() {
+                    self.send(RunEvent::ToolResult {
+                        state: state.name.clone(),
+                        result: reported,
+                    });
+                }
             }
             if self.checkpoints(Event::ToolCall) {
                 let saved = progress.to_value();

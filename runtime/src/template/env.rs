@@ -337,7 +337,7 @@ pub(crate) fn build(machine: bool) -> Environment<'static> {
     for name in ["split", "lines", "bool", "chain", "zip"] {
         env.remove_filter(name);
     }
-    for name in ["startingwith", "endingwith", "safe"] {
+    for name in ["startingwith", "endingwith", "safe", "int"] {
         env.remove_test(name);
     }
     env.add_function("lipsum", lipsum);
