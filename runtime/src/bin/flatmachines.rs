@@ -13,12 +13,12 @@ use flatmachines::signals::{
     Trigger, send_and_notify,
 };
 use flatmachines::unstable::snapshot::load_latest;
-use flatmachines::{Machine, RunOptions, Runtime};
+use flatmachines::{CancelHandle, Machine, RunEvent, RunOptions, Runtime};
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +72,11 @@ enum Command {
         /// `on_error` can catch). Errors no run can get past are still refused.
         #[arg(long)]
         allow_errors: bool,
+        /// Print the run's events as JSON lines on stderr while it runs (states entered and
+        /// left, the agents' token deltas and results, tool calls, the output or the error);
+        /// stdout still holds the output alone. See docs/streaming.md.
+        #[arg(long)]
+        stream: bool,
     },
     /// Send or list signals for parked `wait_for` states.
     Signal {
@@ -185,6 +190,7 @@ fn main() -> ExitCode {
             db,
             timing,
             allow_errors,
+            stream,
         } => run(RunArgs {
             config,
             input,
@@ -195,6 +201,7 @@ fn main() -> ExitCode {
             db,
             timing,
             allow_errors,
+            stream,
         }),
     }
 }
@@ -235,6 +242,7 @@ struct RunArgs {
     db: Option<PathBuf>,
     timing: bool,
     allow_errors: bool,
+    stream: bool,
 }
 
 /// Loads and checks a machine file; the error is what to print.
@@ -304,9 +312,7 @@ async fn machine_from_store(backend: &SqliteBackend, id: &str) -> Result<Machine
 
 fn run(args: RunArgs) -> ExitCode {
     init_logging();
-    let stop = Arc::new(AtomicBool::new(false));
-    stop_on_signals(&stop);
-    match run_inner(args, stop) {
+    match run_inner(args) {
         Ok(output) => {
             println!(
                 "{}",
@@ -336,50 +342,49 @@ impl From<String> for Failure {
 
 /// The signal that asked `run` to stop (0: none yet).
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
-/// The run's stop flag, for the signal handler.
-static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 
-/// On the first SIGINT or SIGTERM, asks the run to stop at its next safe point (the run ends
-/// with `Error::Stopped`); on a second one, exits at once, the run resuming from its last
-/// checkpoint as after a crash.
-fn stop_on_signals(stop: &Arc<AtomicBool>) {
-    extern "C" fn on_signal(signal: libc::c_int) {
-        // Only async-signal-safe work here: atomics, write(2) and _exit(2).
-        let first = SIGNAL
-            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok();
-        let message: &[u8] = if first {
-            if let Some(stop) = STOP.get() {
-                stop.store(true, Ordering::SeqCst);
-            }
-            b"flatmachines: stopping after the current state (signal again to exit at once)\n"
-        } else {
-            b"flatmachines: exiting at once; resume from the last checkpoint\n"
-        };
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is static.
-        unsafe {
-            libc::write(2, message.as_ptr().cast(), message.len());
+/// On the first SIGINT or SIGTERM, cancels the run through `cancel`: an agent call in flight
+/// is aborted and the run ends with `Error::Stopped` at its last checkpoint, which resumes it
+/// in that state (a run between states stops before the next one). On a second signal, exits
+/// at once, the run resuming from its last checkpoint as after a crash.
+///
+/// tokio's signal streams rather than a raw handler: `CancelHandle::cancel` wakes the run,
+/// which is not async-signal-safe, so the signal is turned into an event of the runtime first.
+/// The watcher runs on the run's own runtime, so it is registered before the run starts.
+fn cancel_on_signals(tokio: &tokio::runtime::Runtime, cancel: CancelHandle) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _entered = tokio.enter();
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("cannot handle SIGINT/SIGTERM ({e}): they stop the run at once");
+            return;
+        }
+    };
+    tokio.spawn(async move {
+        loop {
+            let signal = tokio::select! {
+                Some(()) = interrupt.recv() => libc::SIGINT,
+                Some(()) = terminate.recv() => libc::SIGTERM,
+                else => return,
+            };
+            let first = SIGNAL
+                .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
             if !first {
-                libc::_exit(128 + signal);
+                eprintln!("flatmachines: exiting at once; resume from the last checkpoint");
+                std::process::exit(128 + signal);
             }
+            eprintln!(
+                "flatmachines: stopping; an agent call in flight is abandoned and runs again on \
+                 resume (signal again to exit at once)"
+            );
+            cancel.cancel();
         }
-    }
-    if STOP.set(stop.clone()).is_err() {
-        return;
-    }
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction is valid (empty mask, no flags); the handler only does
-        // async-signal-safe work.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
-                tracing::warn!("cannot handle signal {signal}: it stops the run at once");
-            }
-        }
-    }
+    });
 }
 
 /// The name of `signal` for messages.
@@ -468,12 +473,14 @@ fn integer_beyond_64_bits(text: &[u8]) -> Option<String> {
     None
 }
 
-fn run_inner(args: RunArgs, stop: Arc<AtomicBool>) -> Result<serde_json::Value, Failure> {
+fn run_inner(args: RunArgs) -> Result<serde_json::Value, Failure> {
     let input = read_input(&args.input)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let cancel = CancelHandle::new();
+    cancel_on_signals(&tokio, cancel.clone());
     // Without --config, a resume reads the config from the database's config store.
     let db = match (&args.db, &args.config) {
         (Some(db), _) => Some(db.clone()),
@@ -537,18 +544,27 @@ fn run_inner(args: RunArgs, stop: Arc<AtomicBool>) -> Result<serde_json::Value, 
         execution_id: args.execution_id,
         parent_execution_id: args.parent_id,
         resume_from: args.resume_from,
+        cancel: Some(cancel),
         ..Default::default()
     };
     let started = std::time::Instant::now();
-    let output = tokio.block_on(rt.run_until(&machine, input, options, stop));
+    let output = if args.stream {
+        tokio
+            .block_on(stream_events(&rt, &machine, input, options))
+            .ok_or_else(|| String::from("the run ended without an output or an error"))?
+    } else {
+        tokio
+            .block_on(rt.run_with(&machine, input, options))
+            .map_err(Arc::new)
+    };
     if args.timing {
         eprintln!(
             "run took {:.3} ms",
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    match output {
-        Ok(output) => Ok(output),
+    match output.as_ref().map_err(|e| &**e) {
+        Ok(output) => Ok(output.clone()),
         Err(flatmachines::Error::Stopped {
             execution_id,
             state,
@@ -570,8 +586,8 @@ fn run_inner(args: RunArgs, stop: Arc<AtomicBool>) -> Result<serde_json::Value, 
             };
             Err(Failure {
                 message: format!(
-                    "interrupted by {}: execution {execution_id} stopped before state \
-                     `{state}`; {how}",
+                    "interrupted by {}: execution {execution_id} stopped; a resume continues at \
+                     state `{state}`; {how}",
                     signal_name(signal)
                 ),
                 code: u8::try_from(128 + signal).unwrap_or(1),
@@ -579,6 +595,32 @@ fn run_inner(args: RunArgs, stop: Arc<AtomicBool>) -> Result<serde_json::Value, 
         }
         Err(e) => Err(first_line(&e.to_string()).into()),
     }
+}
+
+/// `run --stream`: runs `machine` as a run-event stream, printing each event as a JSON line on
+/// stderr (flushed per line, so a reader sees tokens as they come), and returns how the run
+/// ended (`None` when its task panicked before saying).
+async fn stream_events(
+    rt: &Runtime,
+    machine: &Machine,
+    input: serde_json::Value,
+    options: RunOptions,
+) -> Option<Result<serde_json::Value, Arc<flatmachines::Error>>> {
+    use std::io::Write as _;
+    let mut events = rt.stream_with(machine, input, options);
+    let mut ended = None;
+    while let Some(event) = events.next_event().await {
+        let mut line = event.to_json().to_string();
+        line.push('\n');
+        // A closed stderr must not stop the run: the output still goes to stdout.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        match event {
+            RunEvent::Output { output } => ended = Some(Ok(output)),
+            RunEvent::Error { error } => ended = Some(Err(error)),
+            _ => {}
+        }
+    }
+    ended
 }
 
 fn tokio() -> Result<tokio::runtime::Runtime, String> {
