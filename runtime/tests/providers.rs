@@ -612,3 +612,85 @@ data:
         "{out}"
     );
 }
+
+/// A tool loop through the Anthropic Messages API: the first reply asks for a tool with a
+/// `tool_use` block, the machine runs the Rust tool, and the second request carries the chain
+/// in Anthropic's shape (the call as `tool_use`, its result as `tool_result` in a user
+/// message) with the tools as `input_schema` definitions.
+#[cfg(feature = "loader")]
+#[tokio::test]
+async fn a_tool_loop_speaks_anthropic_blocks() {
+    use flatmachines::tools::{Tool, Toolbox};
+    use flatmachines::{Machine, Runtime};
+    let server = ScriptedServer::start([
+        Response::ok(json!({"id": "m1", "model": "claude-haiku-4-5", "stop_reason": "tool_use",
+            "content": [{"type": "text", "text": "Adding."},
+                        {"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 2, "b": 3}}],
+            "usage": {"input_tokens": 50, "output_tokens": 10}})),
+        Response::ok(json!({"id": "m2", "model": "claude-haiku-4-5", "stop_reason": "end_turn",
+            "content": [{"type": "text", "text": "It is 5."}],
+            "usage": {"input_tokens": 80, "output_tokens": 5}})),
+    ])
+    .unwrap();
+    let machine = Machine::from_yaml(
+        r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: anthropic-tools
+  agents:
+    calc:
+      spec: flatagent
+      spec_version: "2.6.0"
+      data:
+        model: {provider: anthropic, name: claude-haiku-4-5}
+        system: "Use tools."
+        user: "What is 2 + 3?"
+  states:
+    start:
+      type: initial
+      agent: calc
+      tool_loop: true
+      output_to_context: {answer: output.content}
+      transitions: [{to: done}]
+    done:
+      type: final
+      output: {answer: context.answer}
+"#,
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let add = Tool::from_fn(
+        "add",
+        "Adds two integers",
+        json!({"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}),
+        |args: Value| async move {
+            (args["a"].as_i64().unwrap_or(0) + args["b"].as_i64().unwrap_or(0)).to_string()
+        },
+    );
+    let rt = Runtime::builder()
+        .adapter(FlatAgentAdapter::new().with_provider_base_url("anthropic", server.base_url()))
+        .tools(Toolbox::new().tool(add))
+        .build();
+    let out = rt.run(&machine, json!({})).await.unwrap();
+    assert_eq!(out, json!({"answer": "It is 5."}));
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(
+        reqs[0].body["tools"],
+        json!([{"name": "add", "description": "Adds two integers", "input_schema":
+                {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}])
+    );
+    assert_eq!(
+        reqs[1].body["messages"],
+        json!([
+            {"role": "user", "content": [{"type": "text", "text": "What is 2 + 3?"}]},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Adding."},
+                {"type": "tool_use", "id": "toolu_1", "name": "add", "input": {"a": 2, "b": 3}}]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "5"}]}
+        ])
+    );
+    assert_eq!(reqs[1].body["system"], "Use tools.");
+}

@@ -100,7 +100,11 @@ impl Request {
 
 struct State {
     script: VecDeque<Response>,
+    /// Answers every request once the script is used up (benchmarks).
+    always: Option<Response>,
     log: Vec<Request>,
+    /// Whether requests are kept in `log` (a benchmark's thousands of requests are not).
+    keep_log: bool,
 }
 
 /// A running server; it stops accepting when dropped.
@@ -114,13 +118,29 @@ impl ScriptedServer {
     /// Starts a server on a free port that answers requests with `script`, in order (a
     /// request beyond the script gets a 500 saying so).
     pub fn start(script: impl IntoIterator<Item = Response>) -> io::Result<ScriptedServer> {
+        Self::launch(script.into_iter().collect(), None, true)
+    }
+
+    /// Starts a server that answers every request with `response` and keeps no log beyond
+    /// the last request (for benchmarks).
+    pub fn always(response: Response) -> io::Result<ScriptedServer> {
+        Self::launch(VecDeque::new(), Some(response), false)
+    }
+
+    fn launch(
+        script: VecDeque<Response>,
+        always: Option<Response>,
+        keep_log: bool,
+    ) -> io::Result<ScriptedServer> {
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         listener.set_nonblocking(true)?;
         let state = Arc::new(Mutex::new(State {
-            script: script.into_iter().collect(),
+            script,
+            always,
             log: Vec::new(),
+            keep_log,
         }));
         let stop = Arc::new(AtomicBool::new(false));
         let (st, sp) = (state.clone(), stop.clone());
@@ -130,7 +150,7 @@ impl ScriptedServer {
                     Ok((stream, _)) => {
                         let st = st.clone();
                         thread::spawn(move || {
-                            let _ = serve(stream, &st);
+                            let _ = serve_connection(stream, &st);
                         });
                     }
                     Err(_) => thread::sleep(Duration::from_millis(2)),
@@ -157,12 +177,29 @@ impl Drop for ScriptedServer {
     }
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
+/// Serves requests on one connection until the client closes it (connections are kept
+/// alive, as real servers keep them).
+fn serve_connection(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
     stream.set_nonblocking(false)?;
+    // As real servers do: otherwise a reply written in pieces waits for delayed ACKs.
+    stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    while serve_one(&mut reader, &mut out, state)? {}
+    Ok(())
+}
+
+/// Reads one request and writes its answer; `false` when the client has gone.
+fn serve_one(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    state: &Mutex<State>,
+) -> io::Result<bool> {
     let mut line = String::new();
-    reader.read_line(&mut line)?;
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(false);
+    }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_string();
     let path = parts.next().unwrap_or_default().to_string();
@@ -183,8 +220,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
         .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    let response = {
+    let (response, index) = {
         let mut s = state.lock().unwrap();
+        if !s.keep_log {
+            s.log.clear();
+        }
         s.log.push(Request {
             method,
             path,
@@ -192,54 +232,54 @@ fn serve(stream: TcpStream, state: &Mutex<State>) -> io::Result<()> {
             body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             first_byte_at: None,
         });
-        s.script.pop_front()
+        let next = s.script.pop_front().or_else(|| s.always.clone());
+        (next, s.log.len() - 1)
     };
-    let mut out = stream;
-    let index = state.lock().unwrap().log.len() - 1;
-    let plain = |out: &mut TcpStream,
-                 status: u16,
-                 headers: &[(String, String)],
-                 ct: &str,
-                 b: &str| {
-        let mut head = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n",
-            b.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        out.write_all(head.as_bytes())?;
-        out.write_all(b.as_bytes())?;
-        out.flush()
-    };
+    let plain =
+        |out: &mut TcpStream, status: u16, headers: &[(String, String)], ct: &str, b: &str| {
+            let mut head = format!(
+                "HTTP/1.1 {status} X\r\nContent-Type: {ct}\r\nContent-Length: {}\r\n",
+                b.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            out.write_all(head.as_bytes())?;
+            out.write_all(b.as_bytes())?;
+            out.flush()
+        };
     match response {
         None => plain(
-            &mut out,
+            out,
             500,
             &[],
             "application/json",
             r#"{"error": {"message": "the scripted server has no reply left"}}"#,
-        ),
+        )?,
         Some(Response::Json(status, h, body)) => {
-            plain(&mut out, status, &h, "application/json", &body.to_string())
+            plain(out, status, &h, "application/json", &body.to_string())?
         }
-        Some(Response::Text(status, h, body)) => plain(&mut out, status, &h, "text/html", &body),
+        Some(Response::Text(status, h, body)) => plain(out, status, &h, "text/html", &body)?,
         Some(Response::Stream(ct, chunks)) => {
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nTransfer-Encoding: chunked\r\n\r\n"
             );
             out.write_all(head.as_bytes())?;
             out.flush()?;
             for (i, c) in chunks.iter().enumerate() {
                 if i == 0 {
-                    state.lock().unwrap().log[index].first_byte_at = Some(Instant::now());
+                    let mut s = state.lock().unwrap();
+                    if let Some(r) = s.log.get_mut(index) {
+                        r.first_byte_at = Some(Instant::now());
+                    }
                 }
                 out.write_all(format!("{:x}\r\n{c}\r\n", c.len()).as_bytes())?;
                 out.flush()?;
             }
             out.write_all(b"0\r\n\r\n")?;
-            out.flush()
+            out.flush()?;
         }
     }
+    Ok(true)
 }
