@@ -572,7 +572,7 @@ fn run_inner(args: RunArgs) -> Result<serde_json::Value, Failure> {
         }) => {
             let signal = SIGNAL.load(Ordering::SeqCst);
             let resumable = tokio
-                .block_on(rt.latest_checkpoint(&machine, &execution_id))
+                .block_on(rt.latest_checkpoint(&machine, execution_id))
                 .is_ok_and(|l| l.is_some());
             let how = if resumable {
                 format!(
