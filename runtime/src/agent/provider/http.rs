@@ -27,7 +27,8 @@ pub(crate) enum Trouble {
 /// A reply read in full (or, streamed, consumed by the event handler).
 pub(crate) struct Reply {
     pub status: u16,
-    /// Lower-cased names.
+    /// The rate-limit, retry and request-id headers ([`ratelimit::is_reported`]), names
+    /// lower-cased.
     pub headers: Headers,
     /// The body; empty for a successful streamed reply, whose events went to the handler.
     pub body: Vec<u8>,
@@ -49,15 +50,13 @@ pub(crate) async fn exchange(
 ) -> Result<Reply, Trouble> {
     let mut response = req.send().await.map_err(reqwest_trouble)?;
     let status = response.status().as_u16();
+    // Only the headers anything reads (rate limits, retry hints, request ids): a reply
+    // carries dozens, and this runs on every call. `http` stores names lower-cased.
     let headers: Headers = response
         .headers()
         .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().ok()?.to_string(),
-            ))
-        })
+        .filter(|(k, _)| ratelimit::is_reported(k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let limit = limits.max_response_bytes;
     if response
