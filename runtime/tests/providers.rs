@@ -694,3 +694,27 @@ data:
     );
     assert_eq!(reqs[1].body["system"], "Use tools.");
 }
+
+#[tokio::test]
+async fn the_oauth_backends_are_refused_by_name() {
+    let spec = AgentSpec {
+        ty: "flatagent".into(),
+        reference: None,
+        config: Some(json!({"spec": "flatagent", "data": {"model":
+            {"provider": "openai-codex", "backend": "codex", "name": "gpt-5.3-codex"}}})),
+        dir: Default::default(),
+        profiles: None,
+    };
+    let ctx = AdapterContext {
+        config_dir: Default::default(),
+        settings: json!({}),
+        machine_name: "m".into(),
+        profiles: None,
+    };
+    let err = FlatAgentAdapter::new()
+        .create_executor("coder", &spec, &ctx)
+        .err()
+        .unwrap();
+    assert_eq!(err.kind, "NotImplementedError");
+    assert!(err.message.contains("`codex` backend"), "{}", err.message);
+}

@@ -12,6 +12,15 @@ pub(super) fn check_agent(doc: &AgentDoc, diags: &mut Diagnostics) {
     let Some(ModelRef::Config { node, .. }) = &doc.model else {
         return;
     };
+    // The reference's OAuth backends (`codex`, `copilot`) name their own providers
+    // (`openai-codex`, `github-copilot`); the runtime refuses those backends by name.
+    if node
+        .get("backend")
+        .and_then(|b| b.as_str())
+        .is_some_and(|b| !matches!(b, "litellm" | "aisuite"))
+    {
+        return;
+    }
     let Some(p) = node.get("provider") else {
         return;
     };
@@ -92,6 +101,7 @@ data:
             "{provider: together_ai, name: meta-llama/x}",
             "{name: gemini/gemini-2.5-flash}",
             "{name: my-local-model}",
+            "{provider: openai-codex, backend: codex, name: gpt-5.3-codex}",
         ] {
             assert!(check(model).is_empty(), "{model}");
         }

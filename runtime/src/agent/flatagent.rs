@@ -258,6 +258,21 @@ impl FlatAgentAdapter {
             .and_then(Value::as_object)
             .is_some_and(|o| !o.is_empty());
         let text = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+        if let Some(backend) = model
+            .get("backend")
+            .and_then(Value::as_str)
+            .filter(|b| !matches!(*b, "litellm" | "aisuite"))
+        {
+            // The reference's `codex` and `copilot` backends sign in with ChatGPT / GitHub
+            // OAuth and speak private APIs.
+            return Err(AgentFailure::new(
+                "NotImplementedError",
+                format!(
+                    "agent '{name}': the `{backend}` backend is not supported; use a provider \
+                     with an API key (e.g. `provider: openai`)"
+                ),
+            ));
+        }
         let provider_name = provider::route(&model, None).ok().map(|r| r.provider.name);
         let adapter_base = provider_name
             .and_then(|p| {
