@@ -67,7 +67,11 @@ fn provider_endpoints_and_keys_come_from_the_environment() {
         .env("FLATAGENTS_LOG_LEVEL", "error")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(output, json!({"a": "from anthropic", "b": "from gemini"}));
     let a = &anthropic.requests()[0];
