@@ -136,6 +136,44 @@ def main():
     write("llm_reply", bytes([2 | 8]) + json.dumps({"error": {"message": "slow down"}}).encode())
     write("llm_reply", bytes([3 | 16]) + b"upstream exploded")
     write("llm_reply", bytes([4 | 32]) + json.dumps({"choices": [{"message": {"content": "done"}}]}).encode())
+    # The other wire formats, behind a second byte (provider in bits 0-1, stream in bit 2)
+    # that a mode byte with its top bits set announces.
+    anthropic = {"id": "m", "model": "claude-x", "stop_reason": "tool_use",
+                 "content": [{"type": "text", "text": "{\"answer\": \"x\"}"},
+                             {"type": "tool_use", "id": "t1", "name": "look", "input": {"q": 1}}],
+                 "usage": {"input_tokens": 3, "output_tokens": 2, "cache_read_input_tokens": 1}}
+    gemini = {"candidates": [{"content": {"role": "model", "parts": [
+                  {"text": "{\"answer\": \"x\"}"}, {"functionCall": {"name": "look", "args": {"q": 1}}}]},
+                  "finishReason": "STOP"}],
+              "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 2}}
+    ollama = {"model": "m", "message": {"role": "assistant", "content": "{\"answer\": \"x\"}",
+                                        "tool_calls": [{"function": {"name": "look", "arguments": {"q": 1}}}]},
+              "done": True, "done_reason": "stop", "prompt_eval_count": 3, "eval_count": 2}
+    for dialect, body in ((1, anthropic), (2, gemini), (3, ollama)):
+        for mode in (0xC0, 0xC0 | 4, 0xC0 | 32):
+            write("llm_reply", bytes([mode, dialect]) + json.dumps(body).encode())
+    sse_openai = "".join(f"data: {json.dumps(e)}\n\n" for e in [
+        {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "t", "function": {"name": "look", "arguments": "{}"}}]}, "finish_reason": "tool_calls"}]},
+        {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}},
+    ]) + "data: [DONE]\n\n"
+    sse_anthropic = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in [
+        {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 2}}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}},
+        {"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "t", "name": "look"}},
+        {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{}"}},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}, "usage": {"output_tokens": 3}},
+    ])
+    sse_gemini = "".join(f"data: {json.dumps(e)}\n\n" for e in [
+        {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]},
+        {"candidates": [{"content": {"parts": [{"functionCall": {"name": "look", "args": {}}}]}, "finishReason": "STOP"}]},
+    ])
+    nd_ollama = "".join(json.dumps(e) + "\n" for e in [
+        {"model": "m", "message": {"content": "Hi"}, "done": False},
+        {"model": "m", "message": {"content": ""}, "done": True, "done_reason": "stop", "eval_count": 1},
+    ])
+    for dialect, body in ((4, sse_openai), (5, sse_anthropic), (6, sse_gemini), (7, nd_ollama)):
+        write("llm_reply", bytes([0xC0, dialect]) + body.encode())
 
 
 if __name__ == "__main__":

@@ -313,8 +313,9 @@ struct Reply {
 struct Server {
     reply: Arc<Mutex<Reply>>,
     runtime: tokio::runtime::Runtime,
-    plain: Arc<dyn AgentExecutor>,
-    json: Arc<dyn AgentExecutor>,
+    /// By provider (OpenAI, Anthropic, Gemini, Ollama), streaming or not, and output schema
+    /// or not: `executors[provider * 4 + stream * 2 + json]`.
+    executors: Vec<Arc<dyn AgentExecutor>>,
     /// One call at a time (the regression test may run on several threads).
     call: Mutex<()>,
 }
@@ -387,14 +388,15 @@ fn server() -> &'static Server {
             machine_name: "fuzz".into(),
             profiles: None,
         };
-        let executor = |output: Value| {
+        let executor = |provider: &str, stream: bool, output: Value| {
             let spec = AgentSpec {
                 ty: "flatagent".into(),
                 reference: None,
                 config: Some(json!({
                     "spec": "flatagent",
                     "data": {
-                        "model": {"name": "fuzz-model", "timeout": 10},
+                        "model": {"provider": provider, "name": "fuzz-model", "timeout": 10,
+                                  "stream": stream},
                         "system": "You are terse.",
                         "user": "{{ input.q }}",
                         "output": output,
@@ -407,27 +409,39 @@ fn server() -> &'static Server {
                 .create_executor("fuzz", &spec, &context)
                 .expect("a valid agent")
         };
+        let mut executors = Vec::new();
+        for provider in ["openai", "anthropic", "gemini", "ollama"] {
+            for stream in [false, true] {
+                executors.push(executor(provider, stream, json!({})));
+                executors.push(executor(provider, stream, json!({"answer": {"type": "str"}})));
+            }
+        }
         Server {
             reply,
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a tokio runtime"),
-            plain: executor(json!({})),
-            json: executor(json!({"answer": {"type": "str"}})),
+            executors,
             call: Mutex::new(()),
         }
     })
 }
 
-/// (e) An OpenAI chat-completions response body turned into an agent result by the
-/// `flatagent` adapter, over a real HTTP exchange with a local server. The first byte picks
-/// the status (200, 200, 429, 500), whether the agent declares an `output` schema (JSON
-/// replies), whether a `Retry-After` header is sent and whether the call is a tool-loop turn;
-/// the rest is the response body.
+/// (e) A model server's response body turned into an agent result by the `flatagent`
+/// adapter, over a real HTTP exchange with a local server. The first byte picks the status
+/// (200, 200, 429, 500), whether the agent declares an `output` schema (JSON replies), whether
+/// a `Retry-After` header is sent and whether the call is a tool-loop turn; when its top two
+/// bits are set, the next byte picks the provider's wire format (OpenAI, Anthropic, Gemini,
+/// Ollama: bits 0–1) and streaming (bit 2: the body is read as SSE, or NDJSON for Ollama);
+/// otherwise the call is OpenAI's, not streamed. The rest is the response body.
 pub fn llm_reply(data: &[u8]) -> usize {
     let Some((&mode, body)) = data.split_first() else {
         return 0;
+    };
+    let (dialect, body) = match body.split_first() {
+        Some((&d, rest)) if mode & 0xC0 != 0 => (d, rest),
+        _ => (0, body),
     };
     let server = server();
     let _one = server.call.lock().unwrap_or_else(|e| e.into_inner());
@@ -442,11 +456,10 @@ pub fn llm_reply(data: &[u8]) -> usize {
         };
         reply.body = body.to_vec();
     }
-    let executor = if mode & 4 != 0 {
-        &server.json
-    } else {
-        &server.plain
-    };
+    let index = usize::from(dialect & 3) * 4
+        + usize::from((dialect >> 2) & 1) * 2
+        + usize::from(mode & 4 != 0);
+    let executor = &server.executors[index];
     let input = json!({"q": "question"});
     let tools = [json!({"type": "function", "function": {"name": "look", "parameters": {}}})];
     let result = server.runtime.block_on(async {
