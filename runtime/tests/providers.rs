@@ -718,3 +718,76 @@ async fn the_oauth_backends_are_refused_by_name() {
     assert_eq!(err.kind, "NotImplementedError");
     assert!(err.message.contains("`codex` backend"), "{}", err.message);
 }
+
+/// `settings.max_cost` is checked before every tool-loop turn: the model block's prices make
+/// each turn cost 0.01 USD, so with a 0.015 budget the third turn is refused and `on_error`
+/// takes over with what was spent.
+#[cfg(feature = "loader")]
+#[tokio::test]
+async fn the_budget_stops_a_tool_loop_between_turns() {
+    use flatmachines::tools::{Tool, Toolbox};
+    use flatmachines::{Machine, Runtime};
+    let ask = |id: &str| {
+        Response::ok(
+            json!({"id": id, "model": "m", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "tool_calls": [
+                {"id": id, "type": "function", "function": {"name": "noop", "arguments": "{}"}}]}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 0, "total_tokens": 10}}),
+        )
+    };
+    let server = ScriptedServer::start([ask("c1"), ask("c2"), ask("c3")]).unwrap();
+    let machine = Machine::from_yaml(
+        &format!(
+            r#"
+spec: flatmachine
+spec_version: "2.6.0"
+data:
+  name: loop-budget
+  settings: {{max_cost: 0.015}}
+  agents:
+    worker:
+      spec: flatagent
+      spec_version: "2.6.0"
+      data:
+        model: {{provider: openai, name: m, base_url: "{}", input_cost_per_token: 0.001,
+                 output_cost_per_token: 0.001}}
+        user: work
+  states:
+    start:
+      type: initial
+      agent: worker
+      tool_loop: {{max_turns: 10}}
+      on_error: {{BudgetExceeded: over}}
+      transitions: [{{to: done}}]
+    over:
+      type: final
+      output:
+        kind: "{{{{ context.last_error_type }}}}"
+        calls: context.machine.total_api_calls
+        spent: context.machine.total_cost
+    done:
+      type: final
+      output: {{kind: none}}
+"#,
+            server.base_url()
+        ),
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    let noop = Tool::from_fn(
+        "noop",
+        "Does nothing",
+        json!({"type": "object"}),
+        |_| async { "ok" },
+    );
+    let rt = Runtime::builder().tools(Toolbox::new().tool(noop)).build();
+    let out = rt.run(&machine, json!({})).await.unwrap();
+    assert_eq!(out["kind"], "BudgetExceeded", "{out}");
+    // Two turns ran (0.01 each); the third would have started at 0.02 ≥ 0.015.
+    assert_eq!(out["calls"], 2, "{out}");
+    assert!(
+        (out["spent"].as_f64().unwrap() - 0.02).abs() < 1e-12,
+        "{out}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
