@@ -413,7 +413,11 @@ fn server() -> &'static Server {
         for provider in ["openai", "anthropic", "gemini", "ollama"] {
             for stream in [false, true] {
                 executors.push(executor(provider, stream, json!({})));
-                executors.push(executor(provider, stream, json!({"answer": {"type": "str"}})));
+                executors.push(executor(
+                    provider,
+                    stream,
+                    json!({"answer": {"type": "str"}}),
+                ));
             }
         }
         Server {
