@@ -6,8 +6,8 @@
 #![cfg(feature = "http")]
 
 use flatmachines::agent::{
-    AdapterContext, AgentAdapter, AgentExecutor, AgentResult, AgentSpec, FlatAgentAdapter,
-    ToolTurn, stream,
+    AdapterContext, AgentAdapter, AgentExecutor, AgentFailure, AgentResult, AgentSpec,
+    FlatAgentAdapter, ToolTurn, stream,
 };
 use flatmachines_testkit::{Response, ScriptedServer};
 use serde_json::{Value, json};
@@ -29,10 +29,19 @@ fn executor(
     if json_output {
         data["output"] = json!({"greeting": {"type": "str"}});
     }
+    create(
+        "greeter",
+        json!({"spec": "flatagent", "spec_version": "2.6.0", "data": data}),
+    )
+    .unwrap()
+}
+
+/// The `flatagent` executor for agent `name` with the inline document `doc`.
+fn create(name: &str, doc: Value) -> Result<Arc<dyn AgentExecutor>, AgentFailure> {
     let spec = AgentSpec {
         ty: "flatagent".into(),
         reference: None,
-        config: Some(json!({"spec": "flatagent", "spec_version": "2.6.0", "data": data})),
+        config: Some(doc),
         dir: Default::default(),
         profiles: None,
     };
@@ -42,9 +51,7 @@ fn executor(
         machine_name: "m".into(),
         profiles: None,
     };
-    FlatAgentAdapter::new()
-        .create_executor("greeter", &spec, &ctx)
-        .unwrap()
+    FlatAgentAdapter::new().create_executor(name, &spec, &ctx)
 }
 
 async fn call(ex: &Arc<dyn AgentExecutor>) -> AgentResult {
@@ -432,26 +439,9 @@ async fn openai_compatible_hosted_providers_and_openai_streams() {
 #[tokio::test]
 async fn unknown_providers_are_refused_when_the_executor_is_built() {
     let server = ScriptedServer::start([]).unwrap();
-    let spec = AgentSpec {
-        ty: "flatagent".into(),
-        reference: None,
-        config: Some(
-            json!({"spec": "flatagent", "data": {"model": {"provider": "nope", "name": "m",
-                                                                   "base_url": server.base_url()}}}),
-        ),
-        dir: Default::default(),
-        profiles: None,
-    };
-    let ctx = AdapterContext {
-        config_dir: Default::default(),
-        settings: json!({}),
-        machine_name: "m".into(),
-        profiles: None,
-    };
-    let err = FlatAgentAdapter::new()
-        .create_executor("a", &spec, &ctx)
-        .err()
-        .unwrap();
+    let doc = json!({"spec": "flatagent", "data": {"model": {"provider": "nope", "name": "m",
+                                                             "base_url": server.base_url()}}});
+    let err = create("a", doc).err().unwrap();
     assert_eq!(err.kind, "ValueError");
     assert!(
         err.message.contains("unknown model provider 'nope'"),
@@ -697,24 +687,9 @@ data:
 
 #[tokio::test]
 async fn the_oauth_backends_are_refused_by_name() {
-    let spec = AgentSpec {
-        ty: "flatagent".into(),
-        reference: None,
-        config: Some(json!({"spec": "flatagent", "data": {"model":
-            {"provider": "openai-codex", "backend": "codex", "name": "gpt-5.3-codex"}}})),
-        dir: Default::default(),
-        profiles: None,
-    };
-    let ctx = AdapterContext {
-        config_dir: Default::default(),
-        settings: json!({}),
-        machine_name: "m".into(),
-        profiles: None,
-    };
-    let err = FlatAgentAdapter::new()
-        .create_executor("coder", &spec, &ctx)
-        .err()
-        .unwrap();
+    let doc = json!({"spec": "flatagent", "data": {"model":
+        {"provider": "openai-codex", "backend": "codex", "name": "gpt-5.3-codex"}}});
+    let err = create("coder", doc).err().unwrap();
     assert_eq!(err.kind, "NotImplementedError");
     assert!(err.message.contains("`codex` backend"), "{}", err.message);
 }

@@ -273,17 +273,15 @@ impl FlatAgentAdapter {
                 ),
             ));
         }
-        let provider_name = provider::route(&model, None).ok().map(|r| r.provider.name);
-        let adapter_base = provider_name
-            .and_then(|p| {
-                self.provider_base_urls
-                    .iter()
-                    .rev()
-                    .find(|(name, _)| name == p)
-                    .map(|(_, url)| url.as_str())
-            })
-            .or(self.base_url.as_deref());
-        let route = provider::route(&model, adapter_base)
+        let adapter_base = |provider: &str| {
+            self.provider_base_urls
+                .iter()
+                .rev()
+                .find(|(name, _)| name == provider)
+                .map(|(_, url)| url.clone())
+                .or_else(|| self.base_url.clone())
+        };
+        let route = provider::route(&model, &adapter_base)
             .map_err(|e| AgentFailure::new("ValueError", format!("agent '{name}': {e}")))?;
         let api_version = model
             .get("api_version")

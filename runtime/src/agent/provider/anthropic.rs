@@ -7,7 +7,10 @@
 //! parameters the API refuses (`frequency_penalty`, `presence_penalty`, `seed`, `n`) are not
 //! sent, as litellm drops them.
 
-use super::{ChatReply, ChatRequest, Tokens, content_text, openai::usage_event};
+use super::{
+    ChatReply, ChatRequest, Tokens, content_text, openai::usage_event, parse_event, push_merged,
+    stop_list,
+};
 use crate::agent::stream;
 use serde_json::{Map, Value, json};
 
@@ -34,16 +37,7 @@ const DROPPED: &[&str] = &[
 pub(crate) fn body(req: &ChatRequest<'_>) -> Value {
     let mut system = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
-    let mut push = |role: &str, block: Value| {
-        if let Some(last) = messages.last_mut()
-            && last["role"] == role
-            && let Some(blocks) = last["content"].as_array_mut()
-        {
-            blocks.push(block);
-            return;
-        }
-        messages.push(json!({"role": role, "content": [block]}));
-    };
+    let mut push = |role: &str, block: Value| push_merged(&mut messages, role, "content", block);
     for m in req.messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let text = content_text(m.get("content"));
@@ -92,11 +86,7 @@ pub(crate) fn body(req: &ChatRequest<'_>) -> Value {
         match k.as_str() {
             "max_tokens" => {}
             "stop" => {
-                let stops = match v {
-                    Value::String(s) => json!([s]),
-                    other => other.clone(),
-                };
-                body.insert("stop_sequences".into(), stops);
+                body.insert("stop_sequences".into(), stop_list(v));
             }
             "tool_choice" => {
                 if let Some(c) = tool_choice(v, req.params.get("parallel_tool_calls")) {
@@ -236,11 +226,10 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     /// Takes one event (its name is repeated in the data's `type`).
     pub(crate) fn push(&mut self, data: &str) -> Result<(), String> {
-        if data.trim().is_empty() {
+        // An `error` event fails the stream here.
+        let Some(ev) = parse_event(data)? else {
             return Ok(());
-        }
-        let ev: Value =
-            serde_json::from_str(data).map_err(|e| format!("a stream event is not JSON: {e}"))?;
+        };
         match ev.get("type").and_then(Value::as_str) {
             Some("message_start") => {
                 self.started = true;
@@ -302,13 +291,6 @@ impl Accumulator {
                 if let Some(u) = ev.get("usage").and_then(Value::as_object) {
                     self.usage.extend(u.clone());
                 }
-            }
-            Some("error") => {
-                return Err(ev
-                    .pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("the stream reported an error")
-                    .to_string());
             }
             _ => {}
         }

@@ -8,7 +8,10 @@
 //! `responseMimeType: application/json`. Gemini gives calls no ids (or optional ones):
 //! `call_<n>` is made up where it gives none.
 
-use super::{ChatReply, ChatRequest, Tokens, content_text, openai::usage_event};
+use super::{
+    ChatReply, ChatRequest, Tokens, content_text, openai::usage_event, parse_event, push_merged,
+    stop_list,
+};
 use crate::agent::stream;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -66,16 +69,7 @@ pub(crate) fn body(req: &ChatRequest<'_>) -> Value {
     let mut system = Vec::new();
     let mut contents: Vec<Value> = Vec::new();
     let mut names: HashMap<String, Value> = HashMap::new();
-    let mut push = |role: &str, part: Value| {
-        if let Some(last) = contents.last_mut()
-            && last["role"] == role
-            && let Some(parts) = last["parts"].as_array_mut()
-        {
-            parts.push(part);
-            return;
-        }
-        contents.push(json!({"role": role, "parts": [part]}));
-    };
+    let mut push = |role: &str, part: Value| push_merged(&mut contents, role, "parts", part);
     for m in req.messages {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let text = content_text(m.get("content"));
@@ -123,11 +117,7 @@ pub(crate) fn body(req: &ChatRequest<'_>) -> Value {
         if let Some((_, g)) = GENERATION.iter().find(|(c, _)| c == k) {
             config.insert((*g).to_string(), v.clone());
         } else if k == "stop" {
-            let stops = match v {
-                Value::String(s) => json!([s]),
-                other => other.clone(),
-            };
-            config.insert("stopSequences".into(), stops);
+            config.insert("stopSequences".into(), stop_list(v));
         } else if k == "tool_choice" {
             let mode = match v {
                 Value::String(s) if s == "required" => json!({"mode": "ANY"}),
@@ -231,18 +221,9 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     /// Takes one SSE `data:` payload.
     pub(crate) fn push(&mut self, data: &str) -> Result<(), String> {
-        if data.trim().is_empty() {
-            return Ok(());
+        if let Some(chunk) = parse_event(data)? {
+            self.absorb(&chunk, true);
         }
-        let chunk: Value =
-            serde_json::from_str(data).map_err(|e| format!("a stream event is not JSON: {e}"))?;
-        if let Some(e) = chunk.get("error") {
-            return Err(e
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.to_string(), str::to_string));
-        }
-        self.absorb(&chunk, true);
         Ok(())
     }
 

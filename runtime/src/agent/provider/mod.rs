@@ -241,10 +241,11 @@ pub(crate) struct Route {
 /// Picks the provider and model for a resolved model block, as litellm would. An unknown
 /// `provider:` is an error naming the known ones; a bare name with no provider goes to
 /// Anthropic when it is a Claude model and to OpenAI otherwise (litellm refuses names it does
-/// not know; OpenAI-compatible servers accept any).
+/// not know; OpenAI-compatible servers accept any). `adapter_base_url` gives the program's
+/// endpoint for the chosen provider, if it set one.
 pub(crate) fn route(
     model: &Map<String, Value>,
-    adapter_base_url: Option<&str>,
+    adapter_base_url: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Route, String> {
     let name = model
         .get("name")
@@ -288,7 +289,7 @@ pub(crate) fn route(
         .and_then(Value::as_str)
         .filter(|b| !b.is_empty())
         .map(str::to_string)
-        .or_else(|| adapter_base_url.map(str::to_string))
+        .or_else(|| adapter_base_url(chosen.name))
         .or_else(|| {
             chosen
                 .base_vars
@@ -422,6 +423,50 @@ pub(crate) fn forwarded_params(model: &Map<String, Value>) -> Map<String, Value>
         .collect()
 }
 
+/// `stop` as a list of sequences: a single string becomes a one-item list, as every provider
+/// but OpenAI wants.
+pub(crate) fn stop_list(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::Array(vec![Value::String(s.clone())]),
+        other => other.clone(),
+    }
+}
+
+/// Appends `item` to the `key` list of the last message when it has `role`, else starts a
+/// new message `{role, key: [item]}`: the merging of consecutive same-role turns that the
+/// Anthropic (`content` blocks) and Gemini (`parts`) APIs need for strict alternation.
+pub(crate) fn push_merged(messages: &mut Vec<Value>, role: &str, key: &str, item: Value) {
+    if let Some(last) = messages.last_mut()
+        && last["role"] == role
+        && let Some(items) = last[key].as_array_mut()
+    {
+        items.push(item);
+        return;
+    }
+    let mut message = Map::new();
+    message.insert("role".into(), Value::String(role.to_string()));
+    message.insert(key.to_string(), Value::Array(vec![item]));
+    messages.push(Value::Object(message));
+}
+
+/// One streamed event's JSON: `None` for an empty payload; an `error` in it (an object with a
+/// `message`, or a string) is returned as the error, as is a payload that is not JSON.
+pub(crate) fn parse_event(data: &str) -> Result<Option<Value>, String> {
+    if data.trim().is_empty() {
+        return Ok(None);
+    }
+    let event: Value =
+        serde_json::from_str(data).map_err(|e| format!("a stream event is not JSON: {e}"))?;
+    if let Some(e) = event.get("error") {
+        return Err(e
+            .get("message")
+            .or(Some(e))
+            .and_then(Value::as_str)
+            .map_or_else(|| e.to_string(), str::to_string));
+    }
+    Ok(Some(event))
+}
+
 /// The text of an OpenAI message `content`: a string, or the `text` parts of a list.
 pub(crate) fn content_text(content: Option<&Value>) -> String {
     match content {
@@ -441,7 +486,7 @@ mod tests {
     use serde_json::json;
 
     fn r(v: Value) -> Result<Route, String> {
-        route(v.as_object().unwrap(), Some("http://x"))
+        route(v.as_object().unwrap(), &|_| Some("http://x".into()))
     }
 
     #[test]
@@ -476,7 +521,7 @@ mod tests {
             json!({"provider": "groq", "name": "m", "base_url": "http://h/v1/"})
                 .as_object()
                 .unwrap(),
-            Some("http://x"),
+            &|_| Some("http://x".into()),
         )
         .unwrap();
         assert_eq!(b.base_url, "http://h/v1");

@@ -4,7 +4,9 @@
 //! `format: "json"`; tool-call arguments are objects, not JSON text; Ollama streams unless
 //! told not to, so `stream` is always sent.
 
-use super::{ChatReply, ChatRequest, Tokens, content_text, openai::usage_event};
+use super::{
+    ChatReply, ChatRequest, Tokens, content_text, openai::usage_event, parse_event, stop_list,
+};
 use crate::agent::stream;
 use serde_json::{Map, Value, json};
 
@@ -58,11 +60,7 @@ pub(crate) fn body(req: &ChatRequest<'_>) -> Value {
                 options.insert("num_predict".into(), v.clone());
             }
             "stop" => {
-                let stops = match v {
-                    Value::String(s) => json!([s]),
-                    other => other.clone(),
-                };
-                options.insert("stop".into(), stops);
+                options.insert("stop".into(), stop_list(v));
             }
             k if TOP_LEVEL.contains(&k) => {
                 body.insert(k.to_string(), v.clone());
@@ -119,15 +117,9 @@ pub(crate) struct Accumulator {
 impl Accumulator {
     /// Takes one line of the stream.
     pub(crate) fn push(&mut self, line: &str) -> Result<(), String> {
-        if line.trim().is_empty() {
-            return Ok(());
+        if let Some(chunk) = parse_event(line)? {
+            self.absorb(&chunk, true);
         }
-        let chunk: Value =
-            serde_json::from_str(line).map_err(|e| format!("a stream line is not JSON: {e}"))?;
-        if let Some(e) = chunk.get("error") {
-            return Err(e.as_str().map_or_else(|| e.to_string(), str::to_string));
-        }
-        self.absorb(&chunk, true);
         Ok(())
     }
 

@@ -1,7 +1,7 @@
 //! OpenAI chat completions, also spoken by Azure OpenAI and the OpenAI-compatible hosted
 //! providers (OpenRouter, Groq, Cerebras, Together, Mistral, DeepSeek, xAI, …).
 
-use super::{ChatReply, ChatRequest, Tokens, parse_arguments};
+use super::{ChatReply, ChatRequest, Tokens, parse_arguments, parse_event};
 use crate::agent::stream;
 use serde_json::{Map, Value, json};
 
@@ -114,17 +114,12 @@ impl Accumulator {
     /// object mid-stream is returned as the error message.
     pub(crate) fn push(&mut self, data: &str, provider: &str) -> Result<(), String> {
         let data = data.trim();
-        if data.is_empty() || data == "[DONE]" {
+        if data == "[DONE]" {
             return Ok(());
         }
-        let chunk: Value =
-            serde_json::from_str(data).map_err(|e| format!("a stream event is not JSON: {e}"))?;
-        if let Some(e) = chunk.get("error") {
-            return Err(e
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| e.to_string(), str::to_string));
-        }
+        let Some(chunk) = parse_event(data)? else {
+            return Ok(());
+        };
         if !self.started {
             self.started = true;
             self.model = chunk
